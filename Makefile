@@ -1,0 +1,35 @@
+# logah — every target that needs the environment depends on $(SETUP), so on a fresh machine
+# `make train-ghn` and `make test` do all set-up themselves. `make help` lists the targets.
+SHELL := /bin/bash
+PY_SYS ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+LOGAH  := $(VENV)/bin/logah
+SETUP  := $(VENV)/.setup-done
+ARGS   ?=
+export TMPDIR := $(CURDIR)/.tmp
+export TIKTOKEN_CACHE_DIR := $(CURDIR)/.tmp/tiktoken
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-all
+
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-16s %s\n", $$1, $$2}'
+
+# A file target: runs once. torch first (the CPU build on disk here; a CUDA build already in .venv
+# is kept), then the package with its test extra. setup.cfg declares a torch range, so pip never
+# swaps the torch build.
+$(SETUP): setup.cfg pyproject.toml
+	@mkdir -p $(TMPDIR)
+	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || $(VENV)/bin/pip install -q torch==2.13.0
+	$(VENV)/bin/pip install -q -e '.[test]'
+	@touch $@
+
+setup: $(SETUP) ## create .venv (torch==2.13.0 CPU unless a torch is there) and install logah[test]
+
+test: $(SETUP) ## fast test suite (no slow, no gpu)
+	$(PY) -m pytest -q -m "not slow and not gpu" $(ARGS)
+
+test-all: $(SETUP) ## every test, slow ones included
+	$(PY) -m pytest -q -m "not gpu" $(ARGS)

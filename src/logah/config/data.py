@@ -1,0 +1,34 @@
+"""``data.*`` config group: the task data (tokens or images)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from logah.config.model import choices
+
+TEXT_DATASETS = ("brown", "text")
+IMAGE_DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagenet")
+
+
+@dataclass
+class DataConfig:
+    """Which dataset and how to batch it.
+
+    ``name``: ``brown`` (default LM corpus, made by ``make data``), ``text`` (any folder holding
+    ``train.bin``/``val.bin`` from ``logah prepare-text``), ``fashion-mnist`` (default images),
+    ``cifar10``/``cifar100`` (python-pickle folders) or ``imagenet`` (``train/<class>/*``,
+    ``val/<class>/*``). ``root`` defaults to ``data/<name>``.
+    """
+
+    name: str = field(default="brown", metadata=choices(*TEXT_DATASETS, *IMAGE_DATASETS))
+    root: Optional[str] = None
+    batch_size: int = 16
+    block_size: Optional[int] = None  # text: tokens per sample, default model.n_ctx
+    image_size: Optional[int] = None  # images: side in pixels, default model.image_size
+    channels: Optional[int] = None  # images: 1 or 3, default model.in_chans
+    num_workers: int = 0
+    augment: bool = True  # images: random-resized-crop + flip on the training split
+
+    def resolved_root(self) -> str:
+        return self.root if self.root is not None else f"data/{self.name}"

@@ -1,0 +1,109 @@
+"""Load a config: schema <- YAML file <- ``key=value`` overrides, validated once, one-line errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import (
+    ConfigKeyError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+    ValidationError,
+)
+
+from logah.config.errors import ConfigError
+from logah.utils.fs import atomic_write_text
+
+T = TypeVar("T")
+
+
+def _one_line(e: OmegaConfBaseException) -> str:
+    key = getattr(e, "full_key", None) or "?"
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if isinstance(e, ConfigKeyError):
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        return f"{key}: unknown key{_valid_keys_hint(e, parent)}"
+    if isinstance(e, MissingMandatoryValue):
+        return f"{key}: missing required value"
+    return f"{key}: {msg}"
+
+
+def _valid_keys_hint(e: OmegaConfBaseException, parent: str) -> str:
+    obj_type = getattr(e, "object_type", None)
+    if obj_type is not None and dataclasses.is_dataclass(obj_type):
+        names = ", ".join(f.name for f in dataclasses.fields(obj_type))
+        where = f" of {parent}" if parent else ""
+        return f" (valid keys{where}: {names})"
+    return ""
+
+
+def _parse_overrides(overrides: list[str]) -> Any:
+    for tok in overrides:
+        if "=" not in tok or tok.startswith("="):
+            raise ConfigError(f"override {tok!r}: expected key=value (e.g. trainer.max_steps=50)")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except (OmegaConfBaseException, yaml.YAMLError) as e:
+        raise ConfigError(f"overrides: {str(e).splitlines()[0]}") from None
+
+
+def _load_file(path: str | os.PathLike) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--config {p}: file not found")
+    try:
+        return OmegaConf.load(p)
+    except (OmegaConfBaseException, yaml.YAMLError) as e:
+        raise ConfigError(f"--config {p}: cannot parse: {str(e).splitlines()[0]}") from None
+
+
+def check_choices(obj: Any, prefix: str = "") -> None:
+    """Walk a dataclass tree; fields with ``metadata['choices']`` must hold one of those values."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            check_choices(value, key + ".")
+            continue
+        valid = f.metadata.get("choices")
+        if valid is None or value is None:
+            continue
+        valid = tuple(valid() if callable(valid) else valid)
+        if value not in valid:
+            raise ConfigError(f"{key}: {value!r} is not one of: {', '.join(map(str, valid))}")
+
+
+def load_config(
+    schema: type[T], config_file: str | os.PathLike | None = None, overrides: list[str] = ()
+) -> T:
+    """Merge ``schema`` defaults, the YAML file and dotlist overrides into a typed, validated object.
+
+    Raises:
+        ConfigError: one line naming the file or key (unknown key, wrong type, missing value, or a
+            value outside its closed set of choices).
+    """
+    layers = [OmegaConf.structured(schema)]
+    if config_file is not None:
+        layers.append(_load_file(config_file))
+    layers.append(_parse_overrides(list(overrides)))
+    try:
+        merged = OmegaConf.merge(*layers)
+        obj = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        raise ConfigError(_one_line(e)) from None
+    check_choices(obj)
+    return obj
+
+
+def to_yaml(cfg: Any) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def save_config(cfg: Any, path: str | os.PathLike) -> None:
+    """Write the resolved config (atomically) so a run folder records exactly what ran."""
+    atomic_write_text(path, to_yaml(cfg))

@@ -1,0 +1,63 @@
+"""``model.*`` config group: a preset name plus optional per-field overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
+
+from logah.config.specs import PRESETS, ModelSpec, get_preset
+
+
+def choices(*values: str) -> dict:
+    """Field metadata declaring a closed set of valid values (checked by ``load_config``)."""
+    return {"choices": values}
+
+
+@dataclass
+class ModelConfig:
+    """Which target transformer. Any field left ``None`` keeps the preset's value.
+
+    Changing ``d_model`` or ``n_heads`` re-ties ``d_qk``/``d_v`` (= d_model / n_heads) and ``d_mlp``
+    (= 4 d_model) when the preset had them tied and they are not given explicitly.
+    """
+
+    arch: str = field(default="gpt2-tiny", metadata={"choices": lambda: sorted(PRESETS)})
+    n_layer: Optional[int] = None
+    d_model: Optional[int] = None
+    n_heads: Optional[int] = None
+    d_qk: Optional[int] = None
+    d_v: Optional[int] = None
+    d_mlp: Optional[int] = None
+    ln_eps: Optional[float] = None
+    vocab_size: Optional[int] = None
+    n_ctx: Optional[int] = None
+    tie_embeddings: Optional[bool] = None
+    image_size: Optional[int] = None
+    patch_size: Optional[int] = None
+    in_chans: Optional[int] = None
+    num_classes: Optional[int] = None
+
+
+def resolve_spec(cfg: ModelConfig) -> ModelSpec:
+    """Preset + overrides -> a validated :class:`ModelSpec`."""
+    base = get_preset(cfg.arch)
+    changes = {
+        f.name: getattr(cfg, f.name)
+        for f in dataclasses.fields(cfg)
+        if f.name != "arch" and getattr(cfg, f.name) is not None
+    }
+    d_model = changes.get("d_model", base.d_model)
+    n_heads = changes.get("n_heads", base.n_heads)
+    if "d_model" in changes or "n_heads" in changes:
+        if base.is_standard and "d_qk" not in changes and "d_v" not in changes:
+            if d_model % n_heads:
+                from logah.config.errors import ConfigError
+
+                raise ConfigError(
+                    f"model.d_model: {d_model} is not divisible by model.n_heads={n_heads}"
+                )
+            changes["d_qk"] = changes["d_v"] = d_model // n_heads
+        if base.d_mlp == 4 * base.d_model and "d_mlp" not in changes:
+            changes["d_mlp"] = 4 * d_model
+    return base.replace(**changes)

@@ -1,0 +1,80 @@
+"""Build target models from specs, on ``meta`` (shapes only) or materialised with their usual init."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from logah.config.specs import ModelSpec
+from logah.nn.gpt2 import GPT2
+from logah.nn.vit import ViT
+
+_FAMILIES: dict[str, type[nn.Module]] = {"gpt2": GPT2, "vit": ViT}
+INIT_SCHEMES = ("default", "orthogonal")
+
+
+def build_model(
+    spec: ModelSpec,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    seed: int | None = None,
+    init: str = "default",
+) -> nn.Module:
+    """Build a GPT-2 or ViT for ``spec``.
+
+    Args:
+        device: ``"meta"`` builds shapes only (no memory, no init), used by graphs and GHN targets.
+        dtype: parameter dtype (default: torch's default dtype).
+        seed: seeds a private generator for the init, so the same seed gives the same weights
+            without touching the global RNG.
+        init: ``default`` (GPT-2: N(0, 0.02), residual projections N(0, 0.02/sqrt(2 n_layer));
+            ViT: truncated normal std 0.02) or ``orthogonal``.
+    """
+    with torch.device("meta"):
+        model = _FAMILIES[spec.family](spec)
+    if dtype is not None:
+        model = model.to(dtype=dtype)
+    if torch.device(device).type == "meta":
+        return model
+    model = model.to_empty(device=device)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
+    init_weights(model, init, gen)
+    return model
+
+
+@torch.no_grad()
+def init_weights(model: nn.Module, scheme: str = "default", gen: torch.Generator | None = None) -> None:
+    """(Re-)initialise every parameter of a GPT2/ViT in place."""
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"init: {scheme!r} is not one of: {', '.join(INIT_SCHEMES)}")
+    spec: ModelSpec = model.spec
+    std = 0.02
+    resid_std = std / math.sqrt(2 * spec.n_layer)
+    for name, p in model.named_parameters():
+        if isinstance(_owner(model, name), nn.LayerNorm):
+            p.fill_(1.0 if name.endswith("weight") else 0.0)
+        elif name.endswith("bias"):
+            p.zero_()
+        elif scheme == "orthogonal" and p.ndim >= 2 and not name.endswith(("pos_embed", "cls_token")):
+            nn.init.orthogonal_(p.view(p.shape[0], -1), generator=gen)
+        elif spec.family == "gpt2":
+            s = resid_std if name.endswith(("attn.proj.weight", "mlp.proj.weight")) else std
+            p.normal_(0.0, s, generator=gen)
+        else:
+            nn.init.trunc_normal_(p, std=std, a=-2 * std, b=2 * std, generator=gen)
+
+
+def _owner(model: nn.Module, param_name: str) -> nn.Module:
+    return model.get_submodule(param_name.rsplit(".", 1)[0]) if "." in param_name else model
+
+
+def param_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """State-dict name -> shape, computed on the meta device (no memory)."""
+    return {n: tuple(p.shape) for n, p in build_model(spec, "meta").named_parameters()}
+
+
+def count_params(spec: ModelSpec) -> int:
+    return sum(math.prod(s) for s in param_shapes(spec).values())

@@ -1,0 +1,116 @@
+"""Weights on disk: ``model.safetensors`` + ``logah.json`` (the spec and its growth history).
+
+A weights directory is what ``logah predict`` and ``logah grow`` write and ``init=weights:PATH``
+reads. Where the dims are standard, :func:`save_weights` also writes a Hugging Face directory
+(``hf/``) loadable with ``from_pretrained``. Loading is strict: a missing, unexpected or
+wrongly-shaped tensor is one error listing the tensors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from logah.config.errors import LogahError
+from logah.config.specs import ModelSpec
+from logah.utils.fs import atomic_path, atomic_write_text
+
+WEIGHTS_FILE = "model.safetensors"
+SPEC_FILE = "logah.json"
+
+
+class WeightsError(LogahError):
+    """A weights file or directory is missing, unreadable or does not match the model."""
+
+
+def save_weights(
+    state: dict[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]],
+    spec: ModelSpec,
+    out_dir: str | os.PathLike,
+    extra: dict | None = None,
+) -> Path:
+    """Write ``out_dir/model.safetensors`` and ``out_dir/logah.json`` atomically.
+
+    ``state`` may be a dict or an iterable of (name, tensor) pairs (streamed into a dict of
+    contiguous CPU tensors first: safetensors writes one file from one mapping).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    items = state.items() if isinstance(state, dict) else state
+    tensors = {n: t.detach().to("cpu").contiguous() for n, t in items}
+    with atomic_path(out / WEIGHTS_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "family": spec.family})
+    meta = {"spec": spec.to_dict(), **(extra or {})}
+    atomic_write_text(out / SPEC_FILE, json.dumps(meta, indent=2))
+    return out
+
+
+def read_spec(path: str | os.PathLike) -> ModelSpec | None:
+    """The spec stored beside a weights file (``logah.json``), or None if there is none."""
+    p = Path(path)
+    f = (p if p.is_dir() else p.parent) / SPEC_FILE
+    if not f.is_file():
+        return None
+    try:
+        return ModelSpec.from_dict(json.loads(f.read_text())["spec"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise WeightsError(f"{f}: not a valid logah spec file ({e})") from None
+
+
+def iter_safetensors(path: str | os.PathLike) -> Iterator[tuple[str, torch.Tensor]]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for name in f.keys():
+                yield name, f.get_tensor(name)
+    except (OSError, ValueError, RuntimeError) as e:  # safetensors raises SafetensorError(Exception)
+        raise WeightsError(f"{path}: cannot read safetensors ({str(e).splitlines()[0]})") from None
+    except Exception as e:
+        if type(e).__name__ == "SafetensorError":
+            raise WeightsError(f"{path}: cannot read safetensors ({e})") from None
+        raise
+
+
+def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` file, a logah weights dir or a Hugging Face dir into our names."""
+    p = Path(path)
+    if not p.exists():
+        raise WeightsError(f"{p}: no such file or directory")
+    if p.is_dir():
+        if (p / "config.json").is_file() and not (p / SPEC_FILE).is_file():
+            from logah.nn.hf import load_hf_dir  # HF names are converted only in logah.nn.hf
+
+            return load_hf_dir(p)[1]
+        p = p / WEIGHTS_FILE
+        if not p.is_file():
+            raise WeightsError(f"{p}: no such file (expected {WEIGHTS_FILE} or an HF config.json)")
+    return dict(iter_safetensors(p))
+
+
+def check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strict check: same names and shapes as ``model``; one error listing every mismatch."""
+    expected = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    problems = [f"missing {n}{list(s)}" for n, s in expected.items() if n not in state]
+    problems += [f"unexpected {n}" for n in state if n not in expected]
+    problems += [
+        f"{n}: shape {list(state[n].shape)} != model {list(s)}"
+        for n, s in expected.items()
+        if n in state and tuple(state[n].shape) != s
+    ]
+    if problems:
+        shown = "; ".join(problems[:8]) + (f"; ... ({len(problems)} in all)" if len(problems) > 8 else "")
+        raise WeightsError(f"{source}: weights do not match the model: {shown}")
+
+
+@torch.no_grad()
+def load_into(model: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Strictly load weights from ``path`` into ``model`` (in place)."""
+    state = load_state(path)
+    check_state(model, state, str(path))
+    for n, p in model.named_parameters():
+        p.copy_(state[n].to(dtype=p.dtype))
