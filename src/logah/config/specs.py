@@ -116,7 +116,8 @@ def gpt2_spec(n_layer: int, d_model: int, n_heads: int, **kw: Any) -> ModelSpec:
     """GPT-2 with the usual tied dims (head width d_model / n_heads, MLP 4x)."""
     head = d_model // n_heads
     kw.setdefault("d_mlp", 4 * d_model)
-    return ModelSpec("gpt2", n_layer, d_model, n_heads, head, head, ln_eps=1e-5, **kw)
+    kw.setdefault("ln_eps", 1e-5)
+    return ModelSpec("gpt2", n_layer, d_model, n_heads, head, head, **kw)
 
 
 def vit_spec(n_layer: int, d_model: int, n_heads: int, **kw: Any) -> ModelSpec:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from logah.utils.fs import atomic_path, atomic_write_text
 
 WEIGHTS_FILE = "model.safetensors"
 SPEC_FILE = "logah.json"
+HF_DIR = "hf"
 
 
 class WeightsError(LogahError):
@@ -34,12 +36,22 @@ def save_weights(
     spec: ModelSpec,
     out_dir: str | os.PathLike,
     extra: dict | None = None,
+    hf: bool | None = None,
 ) -> Path:
     """Write ``out_dir/model.safetensors`` and ``out_dir/logah.json`` atomically.
 
     ``state`` may be a dict or an iterable of (name, tensor) pairs (streamed into a dict of
     contiguous CPU tensors first: safetensors writes one file from one mapping).
+
+    Args:
+        hf: also write a Hugging Face directory ``out_dir/hf/`` (see :func:`logah.nn.hf.export_hf`).
+            ``None``: when ``spec.is_standard``; ``True``: always (non-standard dims raise before
+            anything is written); ``False``: never.
     """
+    if hf and not spec.is_standard:
+        from logah.nn.hf import check_hf_exportable
+
+        check_hf_exportable(spec)  # raises HFConversionError naming the offending dims
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     items = state.items() if isinstance(state, dict) else state
@@ -48,6 +60,12 @@ def save_weights(
         save_file(tensors, str(tmp), metadata={"format": "pt", "family": spec.family})
     meta = {"spec": spec.to_dict(), **(extra or {})}
     atomic_write_text(out / SPEC_FILE, json.dumps(meta, indent=2))
+    if hf or (hf is None and spec.is_standard):
+        from logah.nn.hf import export_hf
+
+        export_hf(spec, tensors, out / HF_DIR)
+    elif (out / HF_DIR).is_dir():
+        shutil.rmtree(out / HF_DIR)  # a stale export of an earlier model would not match
     return out
 
 

@@ -1,0 +1,351 @@
+"""Lossless conversion between our canonical state dicts and Hugging Face ``transformers``.
+
+Our GPT-2 maps onto ``GPT2LMHeadModel`` and our ViT onto ``ViTForImageClassification`` whenever
+the dims are standard (``spec.is_standard``: per-head q/k width == v width and
+``n_heads * d_qk == d_model``), which is what those classes can represent.
+
+HF names live only in this module. On disk HF uses the long-standing checkpoint names (what
+``save_pretrained`` writes in transformers 4 and 5 alike, e.g. ``vit.encoder.layer.{i}.attention.
+attention.query``), so :func:`to_hf_state_dict` / :func:`export_hf` produce those. Import
+(:func:`from_hf_state_dict`, :func:`load_hf_dir`) also accepts transformers 5's in-memory names
+(``vit.layers.{i}.attention.q_proj``, ...) and GPT-2 checkpoints without the ``transformer.``
+prefix, so ``hf_model.state_dict()`` converts directly.
+
+Only :func:`hf_config` needs ``transformers`` (the optional extra ``logah[hf]``); export writes
+``config.json`` itself and import reads it as JSON, so both work without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from logah.config.errors import LogahError
+from logah.config.specs import ModelSpec
+from logah.nn.build import param_shapes
+from logah.utils.fs import atomic_path
+
+HF_CONFIG_FILE = "config.json"
+HF_WEIGHTS_FILE = "model.safetensors"
+_GPT2_ACTS = ("gelu_new", "gelu_pytorch_tanh")  # both are the tanh-approximate GELU we use
+_GPT2_EOT = 50256  # <|endoftext|> in the GPT-2 BPE vocabulary
+# Tensors HF checkpoints may carry that are not parameters of the model (old GPT-2 causal-mask
+# buffers) or that ViTForImageClassification itself ignores (ViTModel's pooler).
+_IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", "pooler.dense.weight", "pooler.dense.bias")
+
+State = dict[str, torch.Tensor]
+
+
+class HFConversionError(LogahError):
+    """A spec or state dict cannot be converted to/from Hugging Face without loss."""
+
+
+def _transformers() -> Any:
+    try:
+        import transformers
+    except ImportError:
+        raise HFConversionError(
+            "Hugging Face support needs transformers: pip install 'logah[hf]'"
+        ) from None
+    return transformers
+
+
+def check_hf_exportable(spec: ModelSpec) -> None:
+    """Raise :class:`HFConversionError` naming the dims unless ``spec.is_standard``."""
+    if not spec.is_standard:
+        raise HFConversionError(
+            f"cannot export to Hugging Face: non-standard dims d_model={spec.d_model}, "
+            f"n_heads={spec.n_heads}, d_qk={spec.d_qk}, d_v={spec.d_v} (HF needs d_qk == d_v and "
+            f"n_heads*d_qk == d_model); save with logah.nn.io.save_weights(..., hf=False) instead"
+        )
+
+
+# ---- config -------------------------------------------------------------------------------------
+def hf_config_dict(spec: ModelSpec, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """``config.json`` contents of the HF model equivalent to ``spec`` (needs no transformers)."""
+    check_hf_exportable(spec)
+    dt = str(dtype).removeprefix("torch.")
+    if spec.family == "gpt2":
+        eot = _GPT2_EOT if spec.vocab_size > _GPT2_EOT else None
+        return {
+            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "dtype": dt,
+            "vocab_size": spec.vocab_size, "n_positions": spec.n_ctx, "n_embd": spec.d_model,
+            "n_layer": spec.n_layer, "n_head": spec.n_heads, "n_inner": spec.d_mlp,
+            "activation_function": "gelu_new", "layer_norm_epsilon": spec.ln_eps,
+            "tie_word_embeddings": spec.tie_embeddings, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
+            "attn_pdrop": 0.0, "summary_first_dropout": 0.0, "scale_attn_weights": True,
+            "scale_attn_by_inverse_layer_idx": False, "bos_token_id": eot, "eos_token_id": eot,
+        }
+    return {
+        "architectures": ["ViTForImageClassification"], "model_type": "vit", "dtype": dt,
+        "hidden_size": spec.d_model, "num_hidden_layers": spec.n_layer,
+        "num_attention_heads": spec.n_heads, "intermediate_size": spec.d_mlp,
+        "hidden_act": "gelu", "layer_norm_eps": spec.ln_eps, "image_size": spec.image_size,
+        "patch_size": spec.patch_size, "num_channels": spec.in_chans, "qkv_bias": True,
+        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+        "id2label": {str(i): f"LABEL_{i}" for i in range(spec.num_classes)},
+        "label2id": {f"LABEL_{i}": i for i in range(spec.num_classes)},
+    }
+
+
+def hf_config(spec: ModelSpec) -> Any:
+    """``transformers.GPT2Config`` / ``ViTConfig`` for ``spec`` (needs ``logah[hf]``).
+
+    Raises:
+        HFConversionError: non-standard dims (naming them), or transformers is not installed.
+    """
+    d = hf_config_dict(spec)
+    tf = _transformers()
+    cls = tf.GPT2Config if d.pop("model_type") == "gpt2" else tf.ViTConfig
+    d.pop("dtype")
+    return cls(**d)
+
+
+def spec_from_hf_config(cfg: Any) -> ModelSpec:
+    """A :class:`ModelSpec` from an HF config object or ``config.json`` dict (GPT-2 or ViT)."""
+    d = cfg if isinstance(cfg, dict) else cfg.to_dict()
+    kind = d.get("model_type")
+    if kind == "gpt2":
+        act = d.get("activation_function", "gelu_new")
+        if act not in _GPT2_ACTS or not d.get("scale_attn_weights", True) or d.get(
+            "scale_attn_by_inverse_layer_idx", False
+        ):
+            raise HFConversionError(
+                f"HF GPT-2 config: activation_function={act!r} / attention scaling not supported "
+                f"(need one of {_GPT2_ACTS}, scale_attn_weights=True, no inverse-layer scaling)"
+            )
+        D, H = d.get("n_embd", 768), d.get("n_head", 12)
+        return ModelSpec(
+            "gpt2", d.get("n_layer", 12), D, H, D // H, D // H, d.get("n_inner") or 4 * D,
+            ln_eps=d.get("layer_norm_epsilon", 1e-5), vocab_size=d.get("vocab_size", 50257),
+            n_ctx=d.get("n_positions", 1024), tie_embeddings=d.get("tie_word_embeddings", True),
+        )
+    if kind == "vit":
+        if d.get("hidden_act", "gelu") != "gelu" or not d.get("qkv_bias", True):
+            raise HFConversionError(
+                f"HF ViT config: hidden_act={d.get('hidden_act')!r}, qkv_bias={d.get('qkv_bias')} "
+                "not supported (need 'gelu' and qkv_bias=True)"
+            )
+        D, H = d.get("hidden_size", 768), d.get("num_attention_heads", 12)
+        labels = d.get("id2label") or {}
+        return ModelSpec(
+            "vit", d.get("num_hidden_layers", 12), D, H, D // H, D // H,
+            d.get("intermediate_size", 3072), ln_eps=d.get("layer_norm_eps", 1e-12),
+            image_size=_square(d.get("image_size", 224), "image_size"),
+            patch_size=_square(d.get("patch_size", 16), "patch_size"),
+            in_chans=d.get("num_channels", 3), num_classes=d.get("num_labels") or len(labels) or 2,
+        )
+    raise HFConversionError(f"HF config: model_type={kind!r} is not supported (need gpt2 or vit)")
+
+
+def _square(v: Any, name: str) -> int:
+    if isinstance(v, (list, tuple)):
+        if len(set(v)) != 1:
+            raise HFConversionError(f"HF ViT config: {name}={list(v)} is not square")
+        v = v[0]
+    return int(v)
+
+
+# ---- name maps ----------------------------------------------------------------------------------
+# One entry per tensor: (our name, [HF names, the on-disk one first], to_hf, from_hf). The
+# functions move between our layout and HF's: GPT-2's Conv1D stores (in, out), i.e. transposed,
+# and fuses q|k|v into one c_attn (weight (D, 3D), bias (3D,)).
+Convert = Callable[..., list[torch.Tensor]]
+Entry = tuple[list[str], list[str], Convert, Convert]
+
+
+def _same(*ts: torch.Tensor) -> list[torch.Tensor]:
+    return list(ts)
+
+
+def _t(t: torch.Tensor) -> list[torch.Tensor]:
+    return [t.t().contiguous()]
+
+
+def _fuse_qkv_w(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> list[torch.Tensor]:
+    return [torch.cat([q, k, v], 0).t().contiguous()]  # 3 x (D, D) -> (D, 3D)
+
+
+def _split_qkv_w(w: torch.Tensor) -> list[torch.Tensor]:
+    return [c.t().contiguous() for c in w.chunk(3, dim=1)]  # (D, 3D) -> 3 x (D, D)
+
+
+def _fuse_qkv_b(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> list[torch.Tensor]:
+    return [torch.cat([q, k, v], 0)]
+
+
+def _split_qkv_b(b: torch.Tensor) -> list[torch.Tensor]:
+    return [c.clone() for c in b.chunk(3, dim=0)]
+
+
+def _entries(spec: ModelSpec) -> list[Entry]:
+    return _gpt2_entries(spec) if spec.family == "gpt2" else _vit_entries(spec)
+
+
+def _gpt2_entries(spec: ModelSpec) -> list[Entry]:
+    def one(ours: str, hf: str, to: Convert = _same, back: Convert = _same) -> Entry:
+        # Old/GPT2Model checkpoints drop the "transformer." prefix; accept both on import.
+        return [ours], [f"transformer.{hf}", hf], to, back
+
+    out = [one("wte.weight", "wte.weight"), one("wpe.weight", "wpe.weight")]
+    for i in range(spec.n_layer):
+        b, h = f"blocks.{i}.", f"h.{i}."
+        out += [one(f"{b}ln_1.{p}", f"{h}ln_1.{p}") for p in ("weight", "bias")]
+        out.append(([f"{b}attn.{x}.weight" for x in "qkv"], [f"transformer.{h}attn.c_attn.weight",
+                    f"{h}attn.c_attn.weight"], _fuse_qkv_w, _split_qkv_w))
+        out.append(([f"{b}attn.{x}.bias" for x in "qkv"], [f"transformer.{h}attn.c_attn.bias",
+                    f"{h}attn.c_attn.bias"], _fuse_qkv_b, _split_qkv_b))
+        out += [one(f"{b}attn.proj.weight", f"{h}attn.c_proj.weight", _t, _t),
+                one(f"{b}attn.proj.bias", f"{h}attn.c_proj.bias")]
+        out += [one(f"{b}ln_2.{p}", f"{h}ln_2.{p}") for p in ("weight", "bias")]
+        for ours, hf in (("fc", "c_fc"), ("proj", "c_proj")):
+            out += [one(f"{b}mlp.{ours}.weight", f"{h}mlp.{hf}.weight", _t, _t),
+                    one(f"{b}mlp.{ours}.bias", f"{h}mlp.{hf}.bias")]
+    out += [one(f"ln_f.{p}", f"ln_f.{p}") for p in ("weight", "bias")]
+    if not spec.tie_embeddings:
+        out.append((["lm_head.weight"], ["lm_head.weight"], _same, _same))
+    return out
+
+
+# ViT block: ours -> (on-disk HF name, transformers-5 in-memory name), relative to the layer.
+_VIT_BLOCK = {
+    "ln_1": ("layernorm_before", "layernorm_before"),
+    "attn.q": ("attention.attention.query", "attention.q_proj"),
+    "attn.k": ("attention.attention.key", "attention.k_proj"),
+    "attn.v": ("attention.attention.value", "attention.v_proj"),
+    "attn.proj": ("attention.output.dense", "attention.o_proj"),
+    "ln_2": ("layernorm_after", "layernorm_after"),
+    "mlp.fc": ("intermediate.dense", "mlp.fc1"),
+    "mlp.proj": ("output.dense", "mlp.fc2"),
+}
+
+
+def _vit_entries(spec: ModelSpec) -> list[Entry]:
+    def one(ours: str, *hf: str) -> Entry:
+        # ViTModel checkpoints have no "vit." prefix; accept that spelling on import too.
+        names = [*hf, *(n.removeprefix("vit.") for n in hf if n.startswith("vit."))]
+        return [ours], list(dict.fromkeys(names)), _same, _same
+
+    emb = "vit.embeddings."
+    out = [one("cls_token", f"{emb}cls_token"), one("pos_embed", f"{emb}position_embeddings")]
+    out += [one(f"patch_embed.{p}", f"{emb}patch_embeddings.projection.{p}")
+            for p in ("weight", "bias")]
+    for i in range(spec.n_layer):
+        for ours, (disk, mem) in _VIT_BLOCK.items():
+            out += [one(f"blocks.{i}.{ours}.{p}", f"vit.encoder.layer.{i}.{disk}.{p}",
+                        f"vit.layers.{i}.{mem}.{p}") for p in ("weight", "bias")]
+    out += [one(f"ln_f.{p}", f"vit.layernorm.{p}") for p in ("weight", "bias")]
+    out += [one(f"head.{p}", f"classifier.{p}") for p in ("weight", "bias")]
+    return out
+
+
+# ---- state dicts --------------------------------------------------------------------------------
+def to_hf_state_dict(spec: ModelSpec, state: State) -> State:
+    """Our canonical state dict -> HF checkpoint names/layout (what ``save_pretrained`` writes).
+
+    Tied GPT-2 models get no ``lm_head.weight`` (HF ties it to ``transformer.wte.weight``).
+
+    Raises:
+        HFConversionError: non-standard dims, or a tensor of ``spec`` is missing from ``state``.
+    """
+    check_hf_exportable(spec)
+    out: State = {}
+    for ours, hf_names, to_hf, _ in _entries(spec):
+        missing = [n for n in ours if n not in state]
+        if missing:
+            raise HFConversionError(f"to_hf_state_dict: state has no tensor {missing[0]!r}")
+        (out[hf_names[0]],) = to_hf(*(state[n] for n in ours))
+    return out
+
+
+def from_hf_state_dict(hf_config_or_dict: Any, hf_state: State) -> tuple[ModelSpec, State]:
+    """HF config (object or ``config.json`` dict) + HF state dict -> (our spec, our state dict).
+
+    Lossless: every HF tensor must be consumed (apart from known non-parameter buffers), so an
+    unknown tensor is an error rather than silently dropped.
+
+    Raises:
+        HFConversionError: unsupported config, or a missing / unexpected / wrongly-shaped tensor.
+    """
+    spec = spec_from_hf_config(hf_config_or_dict)
+    shapes = param_shapes(spec)  # built on the meta device, no memory
+    left = dict(hf_state)
+    state: State = {}
+    for ours, hf_names, _, from_hf in _entries(spec):
+        name = next((n for n in hf_names if n in left), None)
+        if name is None:
+            raise HFConversionError(f"HF state dict has no tensor {hf_names[0]!r}")
+        for n, t in zip(ours, from_hf(left.pop(name)), strict=True):
+            if tuple(t.shape) != shapes[n]:
+                raise HFConversionError(
+                    f"HF tensor {name!r}: shape {list(t.shape)} does not fit {n} {list(shapes[n])}"
+                )
+            state[n] = t
+    if spec.family == "gpt2" and spec.tie_embeddings:
+        left.pop("lm_head.weight", None)  # in-memory HF state dicts list the tied head too
+    extra = sorted(n for n in left if not n.endswith(_IGNORED_SUFFIXES))
+    if extra:
+        raise HFConversionError(f"HF state dict has {len(extra)} unexpected tensor(s): {extra[:5]}")
+    return spec, state
+
+
+# ---- directories --------------------------------------------------------------------------------
+def export_hf(spec: ModelSpec, state: State, out_dir: str | os.PathLike) -> Path:
+    """Write ``out_dir/{config.json, model.safetensors}`` atomically, loadable offline with
+    ``GPT2LMHeadModel.from_pretrained(out_dir)`` / ``ViTForImageClassification.from_pretrained``.
+
+    Raises:
+        HFConversionError: non-standard dims (nothing is written).
+    """
+    hf_state = to_hf_state_dict(spec, state)
+    dtype = next(iter(hf_state.values())).dtype
+    config = hf_config_dict(spec, dtype)
+    out = Path(out_dir)
+    with atomic_path(out, is_dir=True) as tmp:
+        tensors = {n: t.detach().to("cpu").contiguous() for n, t in hf_state.items()}
+        save_file(tensors, str(tmp / HF_WEIGHTS_FILE), metadata={"format": "pt"})
+        (tmp / HF_CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def load_hf_dir(path: str | os.PathLike) -> tuple[ModelSpec, State]:
+    """Read an HF model directory (``config.json`` + ``model.safetensors``, sharded safetensors
+    with an index, or ``pytorch_model.bin``) into (our spec, our state dict)."""
+    p = Path(path)
+    cfg_file = p / HF_CONFIG_FILE
+    try:
+        config = json.loads(cfg_file.read_text())
+    except (OSError, ValueError) as e:
+        raise HFConversionError(f"{cfg_file}: cannot read HF config ({e})") from None
+    try:
+        spec, state = from_hf_state_dict(config, _read_hf_tensors(p))
+    except HFConversionError as e:
+        raise HFConversionError(f"{p}: {e}") from None
+    return spec, state
+
+
+def _read_hf_tensors(p: Path) -> State:
+    index = p / f"{HF_WEIGHTS_FILE}.index.json"
+    if (p / HF_WEIGHTS_FILE).is_file():
+        files = [p / HF_WEIGHTS_FILE]
+    elif index.is_file():
+        files = [p / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    elif (p / "pytorch_model.bin").is_file():
+        return torch.load(p / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    else:
+        raise HFConversionError(f"{p}: no {HF_WEIGHTS_FILE}, sharded index or pytorch_model.bin")
+    state: State = {}
+    for f in files:
+        try:
+            with safe_open(str(f), framework="pt") as fh:
+                state.update({n: fh.get_tensor(n) for n in fh.keys()})
+        except Exception as e:  # safetensors raises its own SafetensorError(Exception)
+            raise HFConversionError(f"{f}: cannot read safetensors ({e})") from None
+    return state
