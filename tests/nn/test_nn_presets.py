@@ -1,0 +1,56 @@
+"""Presets: parameter counts equal Hugging Face's, and meta-device builds cost no memory."""
+
+from __future__ import annotations
+
+import gc
+import math
+
+import psutil
+import pytest
+import torch
+
+from logah.config import PRESETS, get_preset
+from logah.nn import build_model, count_params, param_shapes
+from logah.nn.hf import hf_config
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_preset_param_count_equals_hf_built_from_same_config(name, transformers):
+    spec = PRESETS[name]
+    cls = transformers.GPT2LMHeadModel if spec.family == "gpt2" else (
+        transformers.ViTForImageClassification)
+    with torch.device("meta"):
+        hf = cls(hf_config(spec))
+    # parameters() lists a tied lm_head once, as our tied GPT-2 (which has no lm_head tensor).
+    assert count_params(spec) == sum(p.numel() for p in hf.parameters())
+
+
+def test_gpt2_large_tied_has_hf_gpt2_large_param_count():
+    spec = get_preset("gpt2-large")
+    assert spec.tie_embeddings and (spec.n_layer, spec.d_model, spec.n_heads) == (36, 1280, 20)
+    assert count_params(spec) == 774_030_080
+
+
+def test_building_gpt2_large_on_meta_allocates_no_parameter_memory():
+    spec = get_preset("gpt2-large")
+    proc = psutil.Process()
+    gc.collect()
+    before = proc.memory_info().rss
+    model = build_model(spec, device="meta")
+    grown = proc.memory_info().rss - before
+    params = list(model.parameters())
+    assert all(p.is_meta for p in params)
+    assert sum(p.numel() for p in params) == 774_030_080
+    # Materialised it would take 774M * 4 B = 3.1 GB; shapes and modules take a few MB.
+    assert grown < 100 * 2**20, f"RSS grew by {grown / 2**20:.0f} MiB"
+
+
+def test_param_shapes_names_are_the_canonical_ones():
+    shapes = param_shapes(get_preset("gpt2-tiny"))
+    assert shapes["wte.weight"] == (50257, 64) and shapes["wpe.weight"] == (128, 64)
+    assert shapes["blocks.1.attn.q.weight"] == (64, 64) and shapes["blocks.0.mlp.fc.weight"] == (256, 64)
+    assert "lm_head.weight" not in shapes  # tied
+    vit = param_shapes(get_preset("vit-tiny"))
+    assert vit["cls_token"] == (1, 1, 64) and vit["pos_embed"] == (1, 65, 64)
+    assert vit["patch_embed.weight"] == (64, 3, 4, 4) and vit["head.weight"] == (10, 64)
+    assert count_params(get_preset("vit-tiny")) == sum(math.prod(s) for s in vit.values())
