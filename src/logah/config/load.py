@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import (
     ConfigKeyError,
     MissingMandatoryValue,
@@ -57,9 +57,16 @@ def _load_file(path: str | os.PathLike) -> Any:
     if not p.is_file():
         raise ConfigError(f"--config {p}: file not found")
     try:
-        return OmegaConf.load(p)
+        cfg = OmegaConf.load(p)
+    except yaml.MarkedYAMLError as e:  # name the line and the actual problem, not the context
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(f"--config {p}: cannot parse: {where}{e.problem or e.context}") from None
     except (OmegaConfBaseException, yaml.YAMLError) as e:
         raise ConfigError(f"--config {p}: cannot parse: {str(e).splitlines()[0]}") from None
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"--config {p}: expected a mapping of config keys, got a list")
+    return cfg
 
 
 def check_choices(obj: Any, prefix: str = "") -> None:

@@ -50,14 +50,16 @@ def resolve_spec(cfg: ModelConfig) -> ModelSpec:
     d_model = changes.get("d_model", base.d_model)
     n_heads = changes.get("n_heads", base.n_heads)
     if "d_model" in changes or "n_heads" in changes:
-        if base.is_standard and "d_qk" not in changes and "d_v" not in changes:
+        # Each of d_qk / d_v is re-tied on its own unless given explicitly.
+        if base.is_standard and not ("d_qk" in changes and "d_v" in changes):
             if d_model % n_heads:
                 from logah.config.errors import ConfigError
 
                 raise ConfigError(
                     f"model.d_model: {d_model} is not divisible by model.n_heads={n_heads}"
                 )
-            changes["d_qk"] = changes["d_v"] = d_model // n_heads
+            changes.setdefault("d_qk", d_model // n_heads)
+            changes.setdefault("d_v", d_model // n_heads)
         if base.d_mlp == 4 * base.d_model and "d_mlp" not in changes:
             changes["d_mlp"] = 4 * d_model
     return base.replace(**changes)

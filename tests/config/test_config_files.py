@@ -1,0 +1,36 @@
+"""Every YAML under ``conf/`` loads against its schema (the directory names the schema)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+from logah.config import load_config
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+# conf/<group>/*.yaml -> "module:Schema". Directories not listed here are skipped (unknown schema).
+SCHEMAS = {
+    "finetune": "logah.config.runs:FinetuneConfig",
+}
+FILES = sorted(CONF.rglob("*.yaml")) + sorted(CONF.rglob("*.yml"))
+
+
+def _schema(path: Path):
+    group = path.relative_to(CONF).parts[0] if len(path.relative_to(CONF).parts) > 1 else None
+    if group not in SCHEMAS:
+        pytest.skip(f"no known schema for conf/{group or path.name}")
+    module, name = SCHEMAS[group].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(CONF)))
+def test_conf_file_validates(path):
+    schema = _schema(path)
+    cfg = load_config(schema, path)
+    assert isinstance(cfg, schema)
+    if hasattr(cfg, "model"):
+        from logah.config.model import resolve_spec
+
+        resolve_spec(cfg.model)  # the preset + overrides form a valid spec
