@@ -38,7 +38,8 @@ def test_standard_spec_saves_logah_and_hf_dirs_that_load_back_exactly(tmp_path):
     assert read_spec(out) == STANDARD
     for path in (out, out / "model.safetensors", out / HF_DIR):
         loaded = load_state(path)
-        assert loaded.keys() == state.keys() and all(torch.equal(loaded[n], state[n]) for n in state)
+        assert loaded.keys() == state.keys()
+        assert all(torch.equal(loaded[n], state[n]) for n in state)
     other = build_model(STANDARD, seed=1)
     load_into(other, out / HF_DIR)
     assert all(torch.equal(p, state[n]) for n, p in other.named_parameters())
