@@ -9,6 +9,16 @@ from logah.config.specs import ModelSpec
 from logah.nn.layers import Block
 
 
+def _check_len(T: int, n_ctx: int) -> None:
+    # A function of its own, wrapped for torch.fx: symbolic tracing (logah.graph) records it as one
+    # opaque call instead of failing on shape-dependent control flow.
+    if T > n_ctx:
+        raise ValueError(f"sequence length {T} exceeds model.n_ctx={n_ctx}")
+
+
+torch.fx.wrap("_check_len")
+
+
 class GPT2(nn.Module):
     """Causal language model. ``forward(idx (B, T) int64) -> logits (B, T, vocab_size)``.
 
@@ -30,8 +40,7 @@ class GPT2(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         T = idx.shape[1]
-        if T > self.spec.n_ctx:
-            raise ValueError(f"sequence length {T} exceeds model.n_ctx={self.spec.n_ctx}")
+        _check_len(T, self.spec.n_ctx)
         pos = torch.arange(T, device=idx.device)
         x = self.wte(idx) + self.wpe(pos)  # (B, T, d_model)
         for block in self.blocks:
