@@ -47,6 +47,12 @@ def resolve_spec(cfg: ModelConfig) -> ModelSpec:
         for f in dataclasses.fields(cfg)
         if f.name != "arch" and getattr(cfg, f.name) is not None
     }
+    return override_spec(base, changes)
+
+
+def override_spec(base: ModelSpec, changes: dict) -> ModelSpec:
+    """``base`` with ``changes`` applied, re-tying head and MLP widths as :class:`ModelConfig` says."""
+    changes = dict(changes)
     d_model = changes.get("d_model", base.d_model)
     n_heads = changes.get("n_heads", base.n_heads)
     if "d_model" in changes or "n_heads" in changes:
