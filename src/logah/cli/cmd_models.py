@@ -36,13 +36,13 @@ def run_models(args: argparse.Namespace) -> int:
 
 def run_summary(args: argparse.Namespace) -> int:
     from logah.config import load_config
-    from logah.config.model import ModelConfig, resolve_spec
+    from logah.config.model import ModelOnlyConfig, resolve_spec
     from logah.nn import param_shapes
 
     # Accept both `d_model=256` and `model.d_model=256` (the spelling other commands use).
-    overrides = [o.removeprefix("model.") for o in args.overrides]
-    cfg = load_config(ModelConfig, args.config, [f"arch={args.arch}", *overrides])
-    spec = resolve_spec(cfg)
+    overrides = [o if o.startswith("model.") else f"model.{o}" for o in args.overrides]
+    cfg = load_config(ModelOnlyConfig, args.config, [f"model.arch={args.arch}", *overrides])
+    spec = resolve_spec(cfg.model)
     shapes = param_shapes(spec)
     width = max(len(n) for n in shapes)
     print(f"{args.arch}: {_describe(spec)}")

@@ -69,3 +69,10 @@ def override_spec(base: ModelSpec, changes: dict) -> ModelSpec:
         if base.d_mlp == 4 * base.d_model and "d_mlp" not in changes:
             changes["d_mlp"] = 4 * d_model
     return base.replace(**changes)
+
+
+@dataclass
+class ModelOnlyConfig:
+    """Root schema of commands that only need a model (``logah summary``, ``logah graph``)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
