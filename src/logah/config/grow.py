@@ -1,0 +1,121 @@
+"""``logah grow`` plans: the init rule for new ("free") entries and a list of growth steps.
+
+A plan file is YAML, either a bare list of steps or a mapping with ``seed``, ``init`` and ``steps``::
+
+    seed: 0
+    init: {std: 0.02, bias_std: 0.0, ln_std: 0.0}
+    steps:
+      - {op: d_mlp, to: 512}
+      - {op: n_heads, to: 8}
+      - {op: n_layer, to: 4, positions: [1, 3]}
+
+``op`` names the :class:`~logah.config.specs.ModelSpec` field a step grows; ``to`` is its new value.
+Torch-free: :mod:`logah.grow` does the work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from logah.config.errors import ConfigError
+from logah.config.load import _one_line
+
+# The growable spec fields, in the order a derived plan applies them (n_layer last, so new layers
+# are built at full width with the ordinary init).
+GROW_OPS = ("n_ctx", "d_mlp", "n_heads", "d_v", "d_qk", "d_model", "n_layer")
+
+
+@dataclass
+class GrowInit:
+    """How new "free" entries are drawn (entries that must be zero are always exactly zero).
+
+    Attributes:
+        std: new weight entries (new rows/columns of Q/K/V/fc, readers' new input columns, whole new
+            layers, new position rows) ~ N(0, std). 0.02 is the GPT-2/ViT init std.
+        bias_std: new bias entries ~ N(0, bias_std); 0 gives zeros, like the ordinary init.
+        ln_std: noise added to new LayerNorm entries: new-layer gains 1 + N(0, ln_std) and biases
+            N(0, ln_std); new hidden-dim gains mean(rescaled old gains) + N(0, ln_std).
+    """
+
+    std: float = 0.02
+    bias_std: float = 0.0
+    ln_std: float = 0.0
+
+
+@dataclass
+class GrowStep:
+    """One step: grow spec field ``op`` to ``to``. ``positions`` (n_layer only): the indices the
+    new layers take in the grown model (default: spread evenly between the old layers)."""
+
+    op: str = field(default="", metadata={"choices": GROW_OPS})
+    to: int = 0
+    positions: Optional[list[int]] = None
+
+
+@dataclass
+class GrowPlan:
+    seed: int = 0
+    init: GrowInit = field(default_factory=GrowInit)
+    steps: list[GrowStep] = field(default_factory=list)
+
+
+def step_from_dict(d: dict[str, Any], where: str = "step") -> GrowStep:
+    """Validate one step dict (``op``, ``to``, optional ``positions``) into a :class:`GrowStep`."""
+    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(GrowStep)})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} (valid: op, to, positions)")
+    op = d.get("op")
+    if op not in GROW_OPS:
+        raise ConfigError(f"{where}.op: {op!r} is not one of: {', '.join(GROW_OPS)}")
+    to = d.get("to")
+    if isinstance(to, bool) or not isinstance(to, int):
+        raise ConfigError(f"{where}.to: expected an integer, got {to!r}")
+    pos = d.get("positions")
+    if pos is not None:
+        if op != "n_layer":
+            raise ConfigError(f"{where}.positions: only an n_layer step takes positions")
+        if isinstance(pos, int) and not isinstance(pos, bool):
+            pos = [pos]
+        if not isinstance(pos, list) or not all(isinstance(p, int) for p in pos):
+            raise ConfigError(f"{where}.positions: expected a list of integers, got {pos!r}")
+    return GrowStep(op=op, to=to, positions=list(pos) if pos is not None else None)
+
+
+def load_plan(path: str | os.PathLike) -> GrowPlan:
+    """Read a plan file (a list of steps, or a mapping with ``seed``/``init``/``steps``).
+
+    Raises:
+        ConfigError: one line naming the file and the offending key or step.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--plan {p}: file not found")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--plan {p}: cannot parse: {str(e).splitlines()[0]}") from None
+    if isinstance(data, list):
+        data = {"steps": data}
+    if not isinstance(data, dict) or not isinstance(data.get("steps", []), list):
+        raise ConfigError(f"--plan {p}: expected a list of steps or a mapping with 'steps:'")
+    raw_steps = data.pop("steps", [])
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(GrowPlan), OmegaConf.create(data))
+        plan: GrowPlan = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"--plan {p}: {_one_line(e)}") from None
+    steps = []
+    for i, s in enumerate(raw_steps):
+        if not isinstance(s, dict):
+            raise ConfigError(f"--plan {p}: steps[{i}]: expected a mapping like {{op: d_mlp, to: 512}}")
+        steps.append(step_from_dict(s, f"--plan {p}: steps[{i}]"))
+    plan.steps = steps
+    return plan

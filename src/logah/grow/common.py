@@ -1,0 +1,88 @@
+"""Shared pieces of the growth operators: errors, seeded noise, padding, step records.
+
+Every operator is pure: it returns a new spec and a new state dict and never writes into its
+inputs. Tensors an operator does not change are shared with the input dict, not copied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from logah.config.errors import LogahError
+from logah.config.grow import GrowInit
+from logah.config.specs import ModelSpec
+from logah.nn import build_model
+from logah.nn.io import check_state
+
+State = dict[str, torch.Tensor]
+Seed = int | torch.Generator | None
+
+# The dims a growth step records as its source (what the model looked like before the step).
+DIMS = ("n_layer", "d_model", "n_heads", "d_qk", "d_v", "d_mlp", "n_ctx")
+
+
+class GrowError(LogahError):
+    """A growth request that cannot be carried out (shrinking, wrong family, bad position, ...)."""
+
+
+def generator(seed: Seed) -> tuple[torch.Generator, int | None]:
+    """A CPU generator from an int seed (``None`` means 0) or a caller's generator."""
+    if isinstance(seed, torch.Generator):
+        return seed, None
+    seed = 0 if seed is None else int(seed)
+    return torch.Generator().manual_seed(seed), seed
+
+
+def noise(shape: tuple[int, ...] | torch.Size, std: float, like: torch.Tensor,
+          gen: torch.Generator, mean: float | torch.Tensor = 0.0) -> torch.Tensor:
+    """``mean + N(0, std)`` of ``shape`` in ``like``'s dtype/device (drawn in float64 on CPU, so
+    the same seed gives the same values whatever the dtype)."""
+    x = torch.randn(tuple(shape), generator=gen, dtype=torch.float64) * std
+    return (x + mean).to(dtype=like.dtype, device=like.device)
+
+
+def zeros(shape: tuple[int, ...] | torch.Size, like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(tuple(shape), dtype=like.dtype, device=like.device)
+
+
+def cat_new(t: torch.Tensor, dim: int, new: torch.Tensor) -> torch.Tensor:
+    """``t`` with the entries ``new`` appended along ``dim``."""
+    return torch.cat([t, new], dim=dim)
+
+
+def new_shape(t: torch.Tensor, dim: int, n: int) -> tuple[int, ...]:
+    """The shape of ``n`` new slices of ``t`` along ``dim``."""
+    shape = list(t.shape)
+    shape[dim] = n
+    return tuple(shape)
+
+
+def check_input(spec: ModelSpec, state: State, op: str) -> None:
+    """The state must be exactly the spec's parameters (names and shapes), else one error line."""
+    check_state(build_model(spec, "meta"), state, f"grow {op}")
+
+
+def check_target(spec: ModelSpec, field: str, to: int) -> int:
+    """Validate a step's target value; returns how much the field grows (0 means no-op)."""
+    if isinstance(to, bool) or not isinstance(to, int):
+        raise GrowError(f"{field}: expected an integer target, got {to!r}")
+    old = getattr(spec, field)
+    if to < old:
+        raise GrowError(f"{field}: cannot shrink {old} -> {to} (growth only adds)")
+    return to - old
+
+
+def record(spec: ModelSpec, op: str, args: dict[str, Any], seed: int | None,
+           init: GrowInit, **changes: Any) -> ModelSpec:
+    """``spec`` with ``changes`` applied and one step appended to its growth history."""
+    step = {
+        "op": op,
+        "args": args,
+        "seed": seed,
+        "init": dataclasses.asdict(init),
+        "source": {k: getattr(spec, k) for k in DIMS if spec.family == "gpt2" or k != "n_ctx"},
+    }
+    return spec.replace(growth=(*spec.growth, step), **changes)

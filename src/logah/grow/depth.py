@@ -1,0 +1,124 @@
+"""Layer addition at any positions, and GPT-2 context extension.
+
+A new pre-LN block ``x + attn(ln_1(x))``, ``+ mlp(ln_2(x))`` is the identity when both residual
+writers are zero: ``attn.proj`` and ``mlp.proj`` (weights and biases) = 0. Everything else in the
+block is free: LayerNorm gains 1 + N(0, ln_std) and biases N(0, ln_std), Q/K/V/fc weights
+N(0, std), their biases N(0, bias_std). The writers then receive gradients at once, and the rest
+of the block as soon as they move off zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from logah.config.grow import GrowInit
+from logah.config.specs import ModelSpec
+from logah.grow.common import (
+    GrowError,
+    Seed,
+    State,
+    cat_new,
+    check_input,
+    check_target,
+    generator,
+    new_shape,
+    noise,
+    record,
+    zeros,
+)
+from logah.nn import param_shapes
+
+# Suffixes of the block tensors that must be zero for the block to be the identity.
+IDENTITY_ZEROS = ("attn.proj.weight", "attn.proj.bias", "mlp.proj.weight", "mlp.proj.bias")
+
+
+def spread_positions(n_old: int, n_new: int) -> list[int]:
+    """Default places for ``n_new`` new layers: spread evenly, new layer j goes right after old
+    layer ``ceil((j+1) n_old / n_new) - 1`` (2 -> 4 gives [old, new, old, new]). Returns the new
+    layers' indices in the grown model."""
+    return [math.ceil((j + 1) * n_old / n_new) - 1 + 1 + j for j in range(n_new)]
+
+
+def _new_block(spec: ModelSpec, like: State, init: GrowInit,
+               gen: torch.Generator) -> State:
+    """One fresh identity block's tensors, keyed by the name inside the block (``attn.q.weight``)."""
+    template = next(iter(like.values()))  # dtype / device of the new tensors
+    block = {}
+    for name, shape in param_shapes(spec).items():
+        if not name.startswith("blocks.0."):
+            continue
+        local = name.removeprefix("blocks.0.")
+        if local in IDENTITY_ZEROS:
+            block[local] = zeros(shape, template)
+        elif local.startswith(("ln_1.", "ln_2.")):
+            mean = 1.0 if local.endswith("weight") else 0.0
+            block[local] = noise(shape, init.ln_std, template, gen, mean=mean)
+        elif local.endswith("bias"):
+            block[local] = noise(shape, init.bias_std, template, gen)
+        else:
+            block[local] = noise(shape, init.std, template, gen)
+    return block
+
+
+def add_layers(spec: ModelSpec, state: State, n_layer: int, positions: list[int] | None = None,
+               *, seed: Seed = 0, init: GrowInit | None = None) -> tuple[ModelSpec, State]:
+    """Layer addition ``n_layer -> n_layer'``: identity blocks inserted at ``positions``.
+
+    Args:
+        positions: the indices the new layers have in the grown model (distinct, in
+            ``[0, n_layer')``; the old layers keep their order in the remaining slots). Default:
+            :func:`spread_positions`.
+    """
+    init = init or GrowInit()
+    check_input(spec, state, "n_layer")
+    n = check_target(spec, "n_layer", n_layer)
+    if n == 0:
+        if positions:
+            raise GrowError(f"n_layer: positions {positions} given but no layer is added")
+        return spec, dict(state)
+    positions = spread_positions(spec.n_layer, n) if positions is None else list(positions)
+    if len(positions) != n or len(set(positions)) != n or not all(0 <= p < n_layer for p in positions):
+        raise GrowError(
+            f"n_layer: positions {positions} must be {n} distinct indices in [0, {n_layer}) "
+            f"(where the new layers sit in the grown model)"
+        )
+    gen, s = generator(seed)
+    new_at = set(positions)
+    out = {k: v for k, v in state.items() if not k.startswith("blocks.")}
+    old = iter(range(spec.n_layer))
+    for j in range(n_layer):
+        if j in new_at:
+            # blocks are built in order of position so the draws do not depend on old layers
+            block = _new_block(spec, state, init, gen)
+        else:
+            i = next(old)
+            block = {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"blocks.{i}.")}
+        out.update({f"blocks.{j}.{k}": v for k, v in block.items()})
+    order = list(param_shapes(spec.replace(n_layer=n_layer)))
+    out = {k: out[k] for k in order}  # canonical order, as the model's state_dict
+    new_spec = record(spec, "n_layer", {"to": n_layer, "positions": sorted(positions)}, s, init,
+                      n_layer=n_layer)
+    return new_spec, out
+
+
+def extend_context(spec: ModelSpec, state: State, n_ctx: int, *, seed: Seed = 0,
+                   init: GrowInit | None = None) -> tuple[ModelSpec, State]:
+    """GPT-2 context extension ``n_ctx -> n_ctx'``: new ``wpe`` rows ~ N(0, std).
+
+    Outputs on every sequence the old model accepts (length <= old n_ctx) are unchanged: the new
+    positions are only used by longer sequences.
+    """
+    init = init or GrowInit()
+    if spec.family != "gpt2":
+        raise GrowError(f"n_ctx: only GPT-2 has a context length (this is a {spec.family} model)")
+    check_input(spec, state, "n_ctx")
+    n = check_target(spec, "n_ctx", n_ctx)
+    if n == 0:
+        return spec, dict(state)
+    gen, s = generator(seed)
+    out = dict(state)
+    w = state["wpe.weight"]  # (n_ctx, d_model)
+    out["wpe.weight"] = cat_new(w, 0, noise(new_shape(w, 0, n), init.std, w, gen))
+    return record(spec, "n_ctx", {"to": n_ctx}, s, init, n_ctx=n_ctx), out
