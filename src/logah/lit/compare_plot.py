@@ -1,0 +1,45 @@
+"""Validation-curve figure of ``logah compare`` (matplotlib, Agg backend, written atomically)."""
+
+from __future__ import annotations
+
+import os
+
+from logah.lit.compare import Comparison, Run, higher_is_better
+from logah.utils.fs import atomic_path
+
+
+def plot_curves(
+    runs: list[Run], comp: Comparison, dest: str | os.PathLike, title: str | None = None
+) -> None:
+    """One panel for ``comp.metric`` (with the baseline's final value dashed) plus one for
+    ``val/acc1`` when the runs log it and it is not already the metric. Legend = run names.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)  # no display; also keeps tests headless
+    import matplotlib.pyplot as plt
+
+    tags = [comp.metric]
+    if comp.metric != "val/acc1" and all("val/acc1" in r.scalars for r in runs):
+        tags.append("val/acc1")
+    fig, axes = plt.subplots(1, len(tags), figsize=(6.4 * len(tags), 4.4), squeeze=False)
+    try:
+        for ax, tag in zip(axes[0], tags):
+            for r in runs:
+                steps, values = r.scalars[tag]
+                label = f"{r.name} (baseline)" if r.name == comp.baseline else r.name
+                ax.plot(steps, values, marker="o", markersize=3, linewidth=1.6, label=label)
+            if tag == comp.metric and comp.target is not None:
+                ax.axhline(comp.target, color="grey", linestyle="--", linewidth=1,
+                           label=f"{comp.baseline} final ({comp.target:.4g})")
+            ax.set_xlabel("optimizer step")
+            better = "higher" if higher_is_better(tag) else "lower"
+            ax.set_ylabel(f"{tag} ({better} is better)")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.suptitle(title or f"validation curves: {comp.metric}")
+        fig.tight_layout()
+        with atomic_path(dest) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    finally:
+        plt.close(fig)
