@@ -12,7 +12,7 @@ combined table, one line per measurement::
 A benchmark that fails or times out gets a ``status`` line instead, and the others still run. The
 table is also written to ``benchmarks/results/summary.md`` (and ``summary.json``).
 
-Usage: ``python benchmarks/run_all.py [--only NAME ...] [--timeout S] [-- ARGS for every benchmark]``
+Usage: ``python benchmarks/run_all.py [--only NAME ...] [--timeout S] [-- ARGS for each script]``
 """
 
 from __future__ import annotations
@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         unknown = set(args.only) - {s.stem for s in scripts}
         if unknown:
-            print(f"error: --only {sorted(unknown)}: no such benchmark in {args.dir}", file=sys.stderr)
+            names = ", ".join(sorted(unknown))
+            print(f"error: --only {names}: no such benchmark in {args.dir}", file=sys.stderr)
             return 2
         scripts = [s for s in scripts if s.stem in args.only]
     if not scripts:
