@@ -1,4 +1,4 @@
-"""``benchmarks/run_all.py`` (``make bench``): every script runs, one combined table, failures kept."""
+"""`make bench` (benchmarks/run_all.py): every script runs, one combined table, failures kept."""
 
 from __future__ import annotations
 
