@@ -1,0 +1,226 @@
+"""Decoders: node embeddings -> parameter tensors.
+
+Both decoders answer the same two requests for a group of g nodes that receive tensors of one
+shape, so prediction batches every node of a shape into one call:
+
+* ``decode_nd(x (g, hid), shape4=(co, ci, kh, kw), std_target (g,), scale (g,), classifier)``
+  -> (g, co, ci, kh, kw), already normalised: item j is multiplied by
+  ``std_target[j] / (std(w_j) + 1e-7)`` where ``std_target[j] > 0`` (std normalisation) and by
+  ``scale[j]`` otherwise (fan-in or no normalisation).
+* ``decode_1d(x (g, hid), c, classifier)`` -> (g, 2, c) raw: row 0 feeds a norm weight, row 1 a
+  bias (the reference's convention; the caller applies the 1-D nonlinearities).
+
+:class:`LowRankDecoder` (LoGAH) never materialises a K-wide intermediate: it computes only the
+slices of the shared Linear(r, K)'s output that the requested factors need, folds normalisation
+into the left factor (the std of W = A B follows from the r x r Gram matrices), and its one
+full-size operation is the final product. :class:`TiledDecoder` is GHN-3's dense decoder.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger("logah.ghn")
+EPS = 1e-7
+
+
+def tile(w: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Repeat a (g, m, n, ...) block along dims 1 and 2 and cut it to (g, rows, cols, ...)."""
+    m, n = w.shape[1], w.shape[2]
+    reps = [1, math.ceil(rows / m), math.ceil(cols / n)] + [1] * (w.dim() - 3)
+    return w.repeat(reps)[:, :rows, :cols]
+
+
+def _std_scale(std: torch.Tensor, std_target: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Per-item multiplier: std_target / (std + eps) where std_target > 0, else ``scale``."""
+    use_std = std_target > 0
+    return torch.where(use_std, std_target / (std.to(std_target.dtype) + EPS), scale)
+
+
+class _WarnOnce:
+    """Log one warning per tiled shape and decoder (GHN-3 tiles almost every GPT-2 tensor)."""
+
+    def _warn(self, shape: tuple, block: tuple) -> None:
+        seen = self.__dict__.setdefault("_tiled_seen", set())
+        if shape not in seen:
+            seen.add(shape)
+            log.warning("%s: a %s tensor exceeds the decoder's size; tiled from %s blocks",
+                        type(self).__name__, "x".join(map(str, shape)), "x".join(map(str, block)))
+
+
+class LowRankDecoder(_WarnOnce, nn.Module):
+    """LoGAH: x -> MLP -> seeds (2r, r) -> shared Linear(r, K) -> factors A, B -> W = A B.
+
+    ``layout='view'`` (default, the reference's computation): the (2r, K) output Y is read as a
+    pool P of 2K rows of r numbers (``Y.view(2K, r)``, a memory reinterpretation). A takes the
+    first m pool rows and B^T the n rows starting at row K (exactly the reference) — or, when
+    m > K, right after A's rows, so one factor may borrow the other's spare rows as long as
+    m + n <= 2K. That lets a vocabulary-sized embedding (50257 rows, 1280 columns) be predicted
+    without tiling at the paper's K = 32768; only m + n > 2K is tiled.
+    ``layout='transpose'`` (ablation): A = Y[:r]^T, B = Y[r:]; m, n <= K, else tiled.
+    """
+
+    def __init__(self, hid: int, rank: int, max_width: int, layout: str = "view") -> None:
+        super().__init__()
+        self.r, self.K, self.layout = rank, max_width, layout
+        self.mlp = nn.Sequential(
+            nn.Linear(hid, 4 * hid), nn.ReLU(), nn.Linear(4 * hid, 8 * hid), nn.ReLU(),
+            nn.Linear(8 * hid, 2 * rank * rank),
+        )
+        self.expand = nn.Linear(rank, max_width)  # the shared r -> K layer
+        with torch.no_grad():  # GHN-3 init: last decoder layer /5, zero bias
+            self.mlp[-1].weight.div_(5)
+            self.mlp[-1].bias.zero_()
+
+    # ---- factors --------------------------------------------------------------------------------
+    def seeds(self, x: torch.Tensor) -> torch.Tensor:
+        """(g, hid) -> ReLU(M) (g, 2r, r)."""
+        return F.relu(self.mlp(x).view(-1, 2 * self.r, self.r))
+
+    def _flat(self, s: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Elements [start, stop) of Y.flatten() per item, Y = s W^T + b (2r, K): (g, stop - start).
+
+        Computes only those elements: one GEMM per partially used seed row, one batched GEMM for
+        the fully used rows in between.
+        """
+        K, W, b = self.K, self.expand.weight, self.expand.bias  # W (K, r)
+        i0, i1 = start // K, (stop - 1) // K
+        if i0 == i1:
+            lo, hi = start - i0 * K, stop - i0 * K
+            return torch.addmm(b[lo:hi], s[:, i0], W[lo:hi].t())
+        parts = [torch.addmm(b[start - i0 * K:], s[:, i0], W[start - i0 * K:].t())]
+        if i1 > i0 + 1:  # full rows: (g, i1-i0-1, r) @ (r, K) -> (g, (i1-i0-1) K)
+            parts.append((s[:, i0 + 1:i1] @ W.t() + b).flatten(1))
+        parts.append(torch.addmm(b[:stop - i1 * K], s[:, i1], W[:stop - i1 * K].t()))
+        return torch.cat(parts, dim=1)
+
+    def capacity(self, m: int, n: int) -> bool:
+        """Whether an (m x n) matrix is produced exactly (no tiling)."""
+        if self.layout == "view":
+            return m + n <= 2 * self.K
+        return m <= self.K and n <= self.K
+
+    def factors(self, s: torch.Tensor, m: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Seeds (g, 2r, r) -> A (g, m, r), B (g, r, n) with m, n within :meth:`capacity`."""
+        r = self.r
+        if self.layout == "transpose":
+            W, b = self.expand.weight, self.expand.bias
+            a = torch.matmul(W[:m], s[:, :r].transpose(1, 2)) + b[:m, None]  # (g, m, r)
+            bt = torch.matmul(s[:, r:], W[:n].t()) + b[:n]  # (g, r, n)
+            return a, bt
+        start_b = min(max(self.K, m), 2 * self.K - n)
+        a = self._flat(s, 0, m * r).view(-1, m, r)
+        bt = self._flat(s, start_b * r, (start_b + n) * r).view(-1, n, r)
+        return a, bt.transpose(1, 2)
+
+    # ---- requests -------------------------------------------------------------------------------
+    def decode_nd(self, x: torch.Tensor, shape4: tuple[int, int, int, int], std_target: torch.Tensor,
+                  scale: torch.Tensor, classifier: bool = False) -> torch.Tensor:
+        co, ci, kh, kw = shape4
+        m, n = co * kh, ci * kw  # rows = out channels x kernel, cols = in channels x kernel
+        s = self.seeds(x)
+        if self.capacity(m, n):
+            a, b = self.factors(s, m, n)
+            mult = _std_scale(lowrank_std(a, b), std_target, scale)
+            w = torch.matmul(a * mult[:, None, None], b)  # (g, m, n): the one full-size op
+        else:
+            bm, bn = min(m, self.K), min(n, self.K)
+            self._warn((m, n), (bm, bn))
+            a, b = self.factors(s, bm, bn)
+            w = tile(torch.matmul(a, b), m, n)
+            mult = _std_scale(w.flatten(1).std(dim=1), std_target, scale)
+            w = w * mult[:, None, None]
+        # (g, co*kh, ci*kw) -> (g, co, kh, ci, kw) -> (g, co, ci, kh, kw) (the reference's layout)
+        w = w.view(-1, co, kh, ci, kw)
+        return w.permute(0, 1, 3, 2, 4) if kh * kw > 1 else w.view(-1, co, ci, kh, kw)
+
+    def decode_1d(self, x: torch.Tensor, c: int, classifier: bool = False) -> torch.Tensor:
+        s = self.seeds(x)
+        if not self.capacity(2 * c, 1):
+            self._warn((2 * c,), (self.K,))
+            a, b = self.factors(s, self.K, 1)
+            v = tile(torch.matmul(a, b), 2 * c, 1)
+        else:
+            a, b = self.factors(s, 2 * c, 1)
+            v = torch.matmul(a, b)  # (g, 2c, 1)
+        return v.view(-1, 2, c)
+
+
+def lowrank_std(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Unbiased std of each W = A B without forming W. a (g, m, r), b (g, r, n) -> (g,).
+
+    sum(W) = (1^T A)(B 1); sum(W^2) = <A^T A, B B^T> (Frobenius); computed in float64 so the
+    cancellation in E[w^2] - E[w]^2 costs nothing visible in float32.
+    """
+    a64, b64 = a.double(), b.double()
+    numel = a.shape[1] * b.shape[2]
+    total = (a64.sum(1) * b64.sum(2)).sum(1)  # (g,)
+    sq = (a64.transpose(1, 2) @ a64 * (b64 @ b64.transpose(1, 2))).sum((1, 2))
+    var = (sq - total * total / numel) / max(numel - 1, 1)
+    return var.clamp(min=0).sqrt()
+
+
+class TiledDecoder(_WarnOnce, nn.Module):
+    """GHN-3's dense decoder (GHN-2 with ``crop='corner'``), tiled beyond its block size C.
+
+    x -> Linear(hid, 4 hid s s) + ReLU -> (4 hid, s, s) -> k x k crop (centre: GHN-3; top-left:
+    GHN-2; bilinear up-sampling when k > s) -> per position Linear(4 hid, 8 hid) + ReLU +
+    Linear(8 hid, C C) -> (C, C, k, k) block, sliced to the target and tiled beyond C. The
+    classifier (the graph's last weight / bias) goes through a class predictor Linear(C, classes)
+    over the out dimension, as in the reference; 1-D tensors use ``decoder_1d`` (2, C).
+    """
+
+    def __init__(self, hid: int, max_shape: int, max_kernel: int, num_classes: int,
+                 crop: str = "centre") -> None:
+        super().__init__()
+        self.C, self.s, self.crop, self.hid = max_shape, max_kernel, crop, hid
+        self.fc = nn.Linear(hid, 4 * hid * max_kernel * max_kernel)
+        self.conv = nn.Sequential(nn.Linear(4 * hid, 8 * hid), nn.ReLU(),
+                                  nn.Linear(8 * hid, max_shape * max_shape))
+        self.class_pred = nn.Linear(max_shape, num_classes)  # over the out dimension
+        self.decoder_1d = nn.Sequential(nn.Linear(hid, 2 * hid), nn.ReLU(),
+                                        nn.Linear(2 * hid, 2 * max_shape))
+        self.bias_class = nn.Linear(max_shape, num_classes)
+        with torch.no_grad():
+            for lin in (self.conv[-1], self.decoder_1d[-1], self.class_pred):
+                lin.weight.div_(5)
+                lin.bias.zero_()
+
+    def _crop(self, h: torch.Tensor, k: int) -> torch.Tensor:
+        """(g, 4hid, s, s) -> (g, 4hid, k, k)."""
+        s = self.s
+        if k > s:
+            return F.interpolate(h, size=(k, k), mode="bilinear", align_corners=False)
+        o = (s - k) // 2 if self.crop == "centre" else 0
+        return h[:, :, o:o + k, o:o + k]
+
+    def decode_nd(self, x: torch.Tensor, shape4: tuple[int, int, int, int], std_target: torch.Tensor,
+                  scale: torch.Tensor, classifier: bool = False) -> torch.Tensor:
+        co, ci, kh, kw = shape4
+        k = max(kh, kw)
+        h = F.relu(self.fc(x)).view(-1, 4 * self.hid, self.s, self.s)
+        h = self._crop(h, k).permute(0, 2, 3, 1)  # (g, k, k, 4hid)
+        w = self.conv(h).view(-1, k, k, self.C, self.C).permute(0, 3, 4, 1, 2)  # (g, C, C, k, k)
+        w = w[..., (k - kh) // 2:(k - kh) // 2 + kh, (k - kw) // 2:(k - kw) // 2 + kw]
+        if classifier:  # (g, C, ci', k, k) -> class predictor over the out dim -> (g, classes, ...)
+            w = self.class_pred(F.relu(w).movedim(1, -1)).movedim(-1, 1)
+        block = (min(co, w.shape[1]), min(ci, w.shape[2]))
+        if co > w.shape[1] or ci > w.shape[2]:
+            self._warn((co, ci, kh, kw), block)
+        w = tile(w[:, :block[0], :block[1]], co, ci)
+        mult = _std_scale(w.flatten(1).std(dim=1), std_target, scale)
+        return w * mult.view(-1, 1, 1, 1, 1)
+
+    def decode_1d(self, x: torch.Tensor, c: int, classifier: bool = False) -> torch.Tensor:
+        v = self.decoder_1d(x).view(-1, 2, self.C)
+        if classifier:  # the classifier bias: bias_class on the bias row -> (g, 2, classes)
+            bias = self.bias_class(F.relu(v[:, 1]))
+            v = torch.stack([bias, bias], dim=1)
+        if c > v.shape[2]:
+            self._warn((c,), (v.shape[2],))
+        return tile(v.transpose(1, 2), c, 2).transpose(1, 2)  # (g, 2, c)

@@ -1,0 +1,206 @@
+"""The graph hypernetwork: architecture graph(s) -> every parameter of every model.
+
+``GHN(cfg)`` = node embedding (type + shape) -> encoder (Graphormer or GatedGNN) -> optional
+LayerNorm -> decoder (low-rank LoGAH or tiled GHN-3) -> per-family normalisation.
+
+* ``ghn(graphs)`` -> ``list[dict[name, Tensor]]``: differentiable, batched (all tensors of one
+  shape are decoded in one call); plug into a meta-built target with
+  ``torch.func.functional_call(model, params, x)``.
+* ``ghn.predict(graph)`` -> iterator of ``(name, tensor)`` under ``no_grad``: one tensor at a time,
+  so a caller can write and free each before the next (``logah predict``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch, Data
+
+from logah.config.errors import LogahError
+from logah.config.ghn import GHNConfig
+from logah.ghn.decoder import LowRankDecoder, TiledDecoder
+from logah.ghn.embed import NodeEmbedding
+from logah.ghn.gatedgnn import GatedGNN
+from logah.ghn.graphormer import Graphormer
+from logah.ghn.normalize import Rule, apply_1d, family_of, rule_for, shape4
+from logah.graph import PRIMITIVES, batch_graphs
+
+
+class GHNInputError(LogahError):
+    """A graph the GHN cannot read (unknown node type, unsupported parameter shape)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One tensor to predict: owner node (index in the batch), true shape and how to make it."""
+
+    graph: int
+    name: str
+    shape: tuple[int, ...]
+    node: int
+    rule: Rule
+    classifier: bool
+
+    @property
+    def key(self) -> tuple:
+        """Tensors with equal keys are decoded in one batched call."""
+        if len(self.shape) == 1:
+            return ("1d", self.shape[0], self.classifier)
+        return ("nd", shape4(self.shape), self.classifier)
+
+
+def as_batch(graphs: Data | Sequence[Data]) -> Batch:
+    """One ArchGraph, a list of them or a Batch -> a Batch."""
+    if isinstance(graphs, Batch):
+        return graphs
+    if isinstance(graphs, Data):
+        return batch_graphs([graphs])
+    return batch_graphs(list(graphs))
+
+
+class GHN(nn.Module):
+    """A GHN-2 / GHN-3 / LoGAH hypernetwork built from a :class:`GHNConfig` (preset + overrides).
+
+    Args:
+        cfg: the config (default: the ``logah-t`` preset); resolved and kept as ``self.config``.
+        seed: seeds the initialisation (without touching the global RNG) when given.
+    """
+
+    def __init__(self, cfg: GHNConfig | None = None, seed: int | None = None) -> None:
+        super().__init__()
+        cfg = (cfg or GHNConfig()).resolved()
+        if cfg.n_types is None:
+            cfg = dataclasses.replace(cfg, n_types=len(PRIMITIVES))
+        self.config = cfg
+        rng = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
+        with rng:
+            if seed is not None:
+                torch.manual_seed(seed)
+            self._build(cfg)
+
+    def _build(self, cfg: GHNConfig) -> None:
+        self.embed = NodeEmbedding(cfg.n_types, cfg.hid)
+        if cfg.encoder == "graphormer":
+            self.encoder: nn.Module = Graphormer(cfg.hid, cfg.layers, cfg.heads)
+        else:
+            self.encoder = GatedGNN(cfg.hid, cfg.layers)
+        self.ln = nn.LayerNorm(cfg.hid) if cfg.layernorm else nn.Identity()
+        if cfg.decoder == "lowrank":
+            self.decoder: nn.Module = LowRankDecoder(cfg.hid, cfg.rank, cfg.max_width,
+                                                     cfg.factor_layout)
+        else:
+            self.decoder = TiledDecoder(cfg.hid, cfg.max_shape, cfg.max_kernel, cfg.num_classes,
+                                        cfg.crop)
+        # GHN-3 init: embeddings trunc-normal with std hid^-0.5; the distance table sinusoidal.
+        std = cfg.hid ** -0.5
+        for m in self.modules():
+            if isinstance(m, nn.Embedding):
+                nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+        if isinstance(self.encoder, Graphormer):
+            self.encoder.edge_bias.reset_table()
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed.type_embed.weight.device
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ---- stages ---------------------------------------------------------------------------------
+    def node_embeddings(self, batch: Batch) -> torch.Tensor:
+        """Batch -> final node embeddings (N, hid)."""
+        x = self.embed(batch.node_type, batch.node_shape)
+        return self.ln(self.encoder(x, batch))
+
+    def plan(self, batch: Batch) -> list[list[Item]]:
+        """Per graph, one :class:`Item` per parameter (in ``param_names`` order)."""
+        node_type = batch.node_type.tolist()
+        if node_type and max(node_type) >= self.config.n_types:
+            raise GHNInputError(
+                f"graph node type {max(node_type)} is outside this GHN's type table "
+                f"({self.config.n_types} rows); build the GHN with a larger ghn.n_types")
+        ptr = batch.ptr.tolist()
+        owners = batch.param_node_index.tolist()
+        plans, k = [], 0
+        for gi, (names, shapes, key) in enumerate(
+                zip(batch.param_names, batch.param_shapes, batch.spec_key, strict=True)):
+            family, n_layer = family_of(key)
+            last = ptr[gi + 1] - 1  # the graph's last node
+            nodes = owners[k:k + len(names)]
+            k += len(names)
+            cls_w = {n for n, s in zip(nodes, shapes) if n >= last - 1 and len(s) > 1
+                     and PRIMITIVES[node_type[n]] == "conv"}
+            items = []
+            for name, shape, node in zip(names, shapes, nodes, strict=True):
+                shape = tuple(int(d) for d in shape)
+                owner = PRIMITIVES[node_type[node]]
+                if len(shape) > 4 or len(shape) == 0:
+                    raise GHNInputError(f"{name}: cannot predict a tensor of shape {list(shape)}")
+                classifier = node in cls_w or (len(shape) == 1 and node == last
+                                               and owner == "bias" and last - 1 in cls_w)
+                rule = rule_for(self.config, name, shape, owner, family, n_layer)
+                items.append(Item(gi, name, shape, node, rule, classifier))
+            plans.append(items)
+        return plans
+
+    def _decode(self, x: torch.Tensor, key: tuple, items: Sequence[Item]) -> list[torch.Tensor]:
+        """Decode one group of equal-key items; x (g, hid) are their nodes' embeddings."""
+        kind, size, classifier = key
+        if kind == "1d":
+            v = self.decoder.decode_1d(x, size, classifier)  # (g, 2, c)
+            return [apply_1d(v[j:j + 1], it.rule)[0] for j, it in enumerate(items)]
+        std = x.new_tensor([it.rule.std_target for it in items])
+        scale = x.new_tensor([it.rule.scale for it in items])
+        w = self.decoder.decode_nd(x, size, std, scale, classifier)  # (g, co, ci, kh, kw)
+        return [w[j].reshape(it.shape) for j, it in enumerate(items)]
+
+    def _no_autocast(self):
+        # Decoders run in float32 even under mixed precision (as the reference does).
+        return torch.autocast(self.device.type, enabled=False) if self.device.type in (
+            "cpu", "cuda") else contextlib.nullcontext()
+
+    # ---- prediction -----------------------------------------------------------------------------
+    def forward(self, graphs: Data | Sequence[Data]) -> list[dict[str, torch.Tensor]]:
+        """Predict every parameter of every graph's model (differentiable).
+
+        Args:
+            graphs: an ArchGraph, a list of them, or a Batch from ``batch_graphs``.
+
+        Returns:
+            One dict per graph, ``param_names`` order: name -> tensor of the parameter's shape
+            (on the GHN's device, the GHN's dtype).
+        """
+        batch = as_batch(graphs)
+        plans = self.plan(batch)
+        h = self.node_embeddings(batch.to(self.device))
+        groups: dict[tuple, list[Item]] = {}
+        for items in plans:
+            for it in items:
+                groups.setdefault(it.key, []).append(it)
+        out: list[dict[str, torch.Tensor]] = [{} for _ in plans]
+        with self._no_autocast():
+            h = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h
+            for key, items in groups.items():
+                x = h[torch.tensor([it.node for it in items], device=h.device)]
+                for it, t in zip(items, self._decode(x, key, items), strict=True):
+                    out[it.graph][it.name] = t
+        return [{it.name: d[it.name] for it in items} for d, items in zip(out, plans, strict=True)]
+
+    @torch.no_grad()
+    def predict(self, graph: Data) -> Iterator[tuple[str, torch.Tensor]]:
+        """Stream ``(name, tensor)`` for every parameter of one graph, one tensor at a time.
+
+        The encoder runs once; each tensor is decoded only when the iterator reaches it, so a
+        caller that writes and drops each tensor holds about one tensor at a time.
+        """
+        batch = as_batch(graph)
+        (items,) = self.plan(batch)
+        h = self.node_embeddings(batch.to(self.device))
+        with self._no_autocast():
+            for it in items:
+                yield it.name, self._decode(h[it.node:it.node + 1], it.key, [it])[0]

@@ -1,0 +1,102 @@
+"""How each predicted tensor is normalised, per target family (reference §2.9 / §10.6).
+
+``norm='auto'`` picks per model family: GPT-2 -> ``std`` (LoGAH's ``GHN3_GPT``), ViT and any other
+model -> ``fan_in`` (GHN-2/GHN-3 ``_normalize``).
+
+* ``fan_in`` — weights (>= 2-D, owned by a conv/linear node): ``w * sqrt(beta / fan_in)``,
+  fan_in = c_in * kh * kw, beta = 1 for 4-D weights with c_in == 1 or kh < kw, else 2.
+* ``std`` — weights: ``w / (std(w) + 1e-7) * norm_std`` (0.02); with ``scale_residual`` GPT-2's
+  residual projections (``attn.proj``, ``mlp.proj``) get ``norm_std / sqrt(2 n_layer)``, the same
+  scaling as GPT-2's ordinary init (the reference leaves them at 0.02 and re-randomises them
+  before fine-tuning; we keep the prediction and scale it).
+* embeddings (>= 2-D tensors owned by any other node: ``wte``, ``wpe``, ``pos_embed``,
+  ``cls_token``) stay raw, as in the reference, unless ``norm_embeddings`` (then std -> norm_std).
+* 1-D tensors in both modes: norm weights ``2 sigmoid(0.5 x)`` (row 0 of the 1-D prediction),
+  biases ``tanh(0.2 x)`` (row 1).
+* ``none`` — raw decoder output everywhere (1-D tensors still take their row).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import torch
+
+from logah.config.ghn import GHNConfig
+
+WEIGHT_TYPES = ("conv", "sep_conv", "dil_conv")
+RESIDUAL_SUFFIXES = ("attn.proj.weight", "mlp.proj.weight")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What to do with one predicted tensor.
+
+    ``std_target > 0``: scale to that std; else multiply by ``scale`` (>= 2-D tensors).
+    ``row`` and ``act`` apply to 1-D tensors (row of the (2, c) prediction; sigmoid/tanh/none).
+    """
+
+    std_target: float = 0.0
+    scale: float = 1.0
+    row: int = 0
+    act: str = "none"
+
+
+def family_of(spec_key: str) -> tuple[str | None, int]:
+    """(family, n_layer) from a graph's ``spec_key`` (``(None, 0)`` for a user module)."""
+    if not spec_key:
+        return None, 0
+    d = json.loads(spec_key)
+    return d.get("family"), int(d.get("n_layer", 0))
+
+
+def mode_for(cfg: GHNConfig, family: str | None) -> str:
+    if cfg.norm != "auto":
+        return cfg.norm
+    return "std" if family == "gpt2" else "fan_in"
+
+
+def shape4(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """A tensor shape as the decoder's (out, in, kh, kw), as in the graph's ``node_shape``:
+    (o, i) -> (o, i, 1, 1); (1, T, D) -> (T, D, 1, 1); other 3-D (a, b, c) -> (a, b, c, 1)."""
+    if len(shape) == 2:
+        return shape[0], shape[1], 1, 1
+    if len(shape) == 3:
+        return (shape[1], shape[2], 1, 1) if shape[0] == 1 else (shape[0], shape[1], shape[2], 1)
+    if len(shape) == 4:
+        return tuple(shape)  # type: ignore[return-value]
+    raise ValueError(f"cannot predict a {len(shape)}-D tensor of shape {list(shape)}")
+
+
+def rule_for(cfg: GHNConfig, name: str, shape: tuple[int, ...], owner_type: str,
+             family: str | None, n_layer: int) -> Rule:
+    """The normalisation rule of parameter ``name`` (owned by a node of type ``owner_type``)."""
+    mode = mode_for(cfg, family)
+    if len(shape) == 1:
+        row = 1 if name.endswith("bias") else 0
+        act = "none" if mode == "none" else ("tanh" if row else "sigmoid")
+        return Rule(row=row, act=act)
+    if mode == "none":
+        return Rule()
+    if owner_type not in WEIGHT_TYPES:  # an embedding / learned token
+        return Rule(std_target=cfg.norm_std) if cfg.norm_embeddings else Rule()
+    if mode == "std":
+        std = cfg.norm_std
+        if cfg.scale_residual and family == "gpt2" and name.endswith(RESIDUAL_SUFFIXES):
+            std /= math.sqrt(2 * max(n_layer, 1))
+        return Rule(std_target=std)
+    _, ci, kh, kw = shape4(shape)
+    beta = 1.0 if len(shape) == 4 and (ci == 1 or kh < kw) else 2.0
+    return Rule(scale=math.sqrt(beta / (ci * kh * kw)))
+
+
+def apply_1d(v: torch.Tensor, rule: Rule) -> torch.Tensor:
+    """(g, 2, c) raw 1-D predictions -> (g, c) for ``rule.row`` with the 1-D nonlinearity."""
+    x = v[:, rule.row]
+    if rule.act == "sigmoid":
+        return 2 * torch.sigmoid(0.5 * x)
+    if rule.act == "tanh":
+        return torch.tanh(0.2 * x)
+    return x
