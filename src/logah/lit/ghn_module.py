@@ -1,0 +1,299 @@
+"""``GHNModule``: train a graph hypernetwork (LoGAH / GHN-3 / GHN-2) with Lightning.
+
+One training step (``ghn-anchors.md`` §4.1) takes a task batch and ``m`` architectures
+(``{"task": (x, y), "archs": ArchBatch}`` from :class:`logah.data.arch.ArchitectureDataModule`):
+
+1. the GHN predicts every parameter of the ``m`` targets from their graphs (fp32: autocast is off
+   around the GHN, so the decoder never runs in half precision);
+2. each target, built once per spec on the ``meta`` device, runs on the *same* task batch through
+   ``torch.func.functional_call`` with the predicted tensors (under the trainer's autocast);
+3. ``loss = (sum_i task_loss_i + gamma * sum_i sum_p ||p||_F) / m`` (Frobenius norm, not squared;
+   gamma = 3e-5 as GHN-3 / LoGAH).
+
+Validation compares, on the held-out architectures, the task loss of the *predicted* parameters
+(``val/zero_shot_loss``) with that of the same architectures at their family's ordinary random
+init (``val/random_init_loss``, a fixed seed per architecture), plus perplexity (text) or top-1
+accuracy (images); a TensorBoard custom-scalars chart overlays the two. Targets and baselines are
+kept outside the module tree, so checkpoints hold only ``ghn.*`` weights and the GHN config under
+``hyper_parameters["ghn"]`` (what ``logah predict --ghn CKPT`` reads).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from typing import Any, Optional
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from logah.config.specs import ModelSpec
+from logah.config.train import OptimConfig
+from logah.lit.optim import configure_optimizers
+from logah.nn.build import build_model
+
+TaskBatch = tuple[torch.Tensor, torch.Tensor]
+KINDS_BEYOND = ("deeper", "wider")
+
+
+def task_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy: next-token (logits (B, T, V), y (B, T)) or class (B, C) vs (B,)."""
+    if logits.dim() == 3:
+        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+    return F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+
+
+def param_group(name: str) -> str:
+    """Coarse kind of a target parameter, for the ``pred_norm/<kind>`` logs."""
+    if name.endswith("bias"):
+        return "bias"
+    if ".ln_" in name or name.startswith("ln_f"):
+        return "norm"
+    if ".attn." in name:
+        return "attn"
+    if ".mlp." in name:
+        return "mlp"
+    if name.startswith(("lm_head", "head")):
+        return "head"
+    return "embed"  # wte, wpe, patch_embed, pos_embed, cls_token
+
+
+class GHNModule(L.LightningModule):
+    """The LightningModule of GHN training.
+
+    Args:
+        ghn: the resolved GHN config as a dict (``GHNConfig.to_dict()``); saved as
+            ``hyper_parameters["ghn"]``.
+        optim: the ``optim.*`` group as a dict (AdamW + warm-up cosine by default).
+        gamma: weight of the predicted-parameter norm regulariser.
+        label_smoothing: image tasks only.
+        baseline_seed: seed of the random-init baselines (architecture ``i`` uses ``seed + i``).
+        ghn_module: an already built GHN (tests); default: built from ``ghn``.
+    """
+
+    def __init__(self, ghn: dict[str, Any], optim: Optional[dict[str, Any]] = None,
+                 gamma: float = 3e-5, label_smoothing: float = 0.0, baseline_seed: int = 0,
+                 ghn_module: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["ghn_module"])
+        self.ghn = ghn_module if ghn_module is not None else build_ghn(ghn)
+        self.optim_cfg = OptimConfig(**(optim or {}))
+        self.gamma, self.label_smoothing = float(gamma), float(label_smoothing)
+        self.baseline_seed = int(baseline_seed)
+        # Plain dicts (not submodules): never in state_dict, never seen by DDP.
+        self._targets: dict[str, nn.Module] = {}
+        self._baselines: dict[str, dict[str, torch.Tensor]] = {}
+        self._val: Optional[dict[str, Any]] = None
+        self._t_last: Optional[float] = None
+        self.heldout_report: list[dict[str, Any]] = []
+        self.report_step = -1  # global step of the last held-out report
+
+    # ---- the step ---------------------------------------------------------------------------
+    def target(self, spec: ModelSpec) -> nn.Module:
+        """The ``meta``-device model of ``spec`` (built once, no memory)."""
+        key = spec.key()
+        if key not in self._targets:
+            self._targets[key] = build_model(spec, device="meta")
+        return self._targets[key]
+
+    def predict_params(self, graphs: Any) -> list[dict[str, torch.Tensor]]:
+        """``ghn(graphs)`` in fp32 (autocast off: the decoder never runs in half precision)."""
+        with torch.autocast(self.device.type, enabled=False):
+            return self.ghn(graphs)
+
+    def run_target(self, spec: ModelSpec, params: dict[str, torch.Tensor],
+                   x: torch.Tensor) -> torch.Tensor:
+        """Logits of ``spec`` with ``params`` (every parameter, checked by name) on input ``x``."""
+        model = self.target(spec)
+        expected = {n for n, _ in model.named_parameters()}
+        if expected != set(params):
+            missing, extra = sorted(expected - set(params)), sorted(set(params) - expected)
+            raise RuntimeError(
+                f"GHN predicted {len(params)} of {len(expected)} parameters of "
+                f"{spec.family} L={spec.n_layer} d={spec.d_model}: missing {missing[:5]}, "
+                f"unexpected {extra[:5]}"
+            )
+        return functional_call(model, params, (x,), strict=True)
+
+    def step_losses(self, task: TaskBatch, archs: Any) -> dict[str, Any]:
+        """Predict, run every target on the same batch, and combine (see the module docstring).
+
+        Returns:
+            ``loss`` (to minimise), ``task_losses`` (m,), ``norms`` (m,) = sum of Frobenius norms
+            per model (fp32), and ``group_norms``: kind -> list of per-tensor norms (detached).
+        """
+        x, y = task
+        params = self.predict_params(archs.graphs)
+        task_losses, norms = [], []
+        group_norms: dict[str, list[torch.Tensor]] = defaultdict(list)
+        for spec, p in zip(archs.specs, params):
+            task_losses.append(task_loss(self.run_target(spec, p, x), y, self.label_smoothing))
+            per_tensor = torch.stack([t.float().norm() for t in p.values()])  # (P,)
+            norms.append(per_tensor.sum())
+            for name, value in zip(p, per_tensor.detach()):
+                group_norms[param_group(name)].append(value)
+        task_t, norm_t = torch.stack(task_losses), torch.stack(norms)
+        loss = (task_t.sum() + self.gamma * norm_t.sum()) / len(task_losses)
+        return {"loss": loss, "task_losses": task_t, "norms": norm_t, "group_norms": group_norms}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        archs = batch["archs"]
+        out = self.step_losses(batch["task"], archs)
+        m = len(archs)
+        log = dict(on_step=True, on_epoch=False, batch_size=m)
+        self.log("train/loss", out["loss"], prog_bar=True, **log)
+        self.log("train/task_loss", out["task_losses"].mean().detach(), **log)
+        self.log("train/param_norm_reg", self.gamma * out["norms"].sum().detach() / m, **log)
+        self.log("train/pred_param_norm", out["norms"].mean().detach(), **log)
+        for kind in sorted(set(archs.kinds)):
+            idx = [i for i, k in enumerate(archs.kinds) if k == kind]
+            self.log(f"train/task_loss_{kind}", out["task_losses"].detach()[idx].mean(), **log)
+        for group, values in sorted(out["group_norms"].items()):
+            self.log(f"pred_norm/{group}", torch.stack(values).mean(), **log)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], **log)
+        return out["loss"]
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._t_last is None:
+            self._t_last = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
+        # Time between batch ends: data, GHN forward, targets, backward and the optimizer step.
+        now = time.perf_counter()
+        dt, self._t_last = now - (self._t_last or now), now
+        if dt > 0:
+            world = self.trainer.world_size
+            self.log("perf/archs_per_s", len(batch["archs"]) * world / dt, on_step=True,
+                     on_epoch=False)
+            y = batch["task"][1]
+            unit = "tokens" if y.dim() == 2 else "images"
+            self.log(f"perf/{unit}_per_s", y.numel() * world / dt, on_step=True, on_epoch=False)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Called after unscaling and before clipping: the raw global norm.
+        grads = [p.grad for p in self.ghn.parameters() if p.grad is not None]
+        if grads:
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return configure_optimizers(self.ghn, self.optim_cfg,
+                                    int(self.trainer.estimated_stepping_batches))
+
+    # ---- validation: zero-shot (predicted) vs random init on held-out architectures ----------
+    def baseline(self, spec: ModelSpec, index: int) -> dict[str, torch.Tensor]:
+        """The family's ordinary random init of ``spec`` (seed ``baseline_seed + index``)."""
+        key = f"{index}:{spec.key()}"
+        if key not in self._baselines:
+            model = build_model(spec, device=self.device, seed=self.baseline_seed + index)
+            self._baselines[key] = {n: p.detach() for n, p in model.named_parameters()}
+        return self._baselines[key]
+
+    def on_validation_epoch_start(self) -> None:
+        self._val = None
+
+    def _val_state(self, archs: Any) -> dict[str, Any]:
+        if self._val is None:  # the GHN does not change during validation: predict once
+            with torch.no_grad():
+                pred = [{k: v.detach() for k, v in p.items()}
+                        for p in self.predict_params(archs.graphs)]
+            n = len(archs)
+            zeros = lambda: torch.zeros(2, n, dtype=torch.float64, device=self.device)  # noqa: E731
+            self._val = dict(archs=archs, pred=pred, sums=zeros(), correct=zeros(),
+                             rand=[self.baseline(s, i) for i, s in enumerate(archs.specs)],
+                             count=torch.zeros(n, dtype=torch.float64, device=self.device))
+        return self._val
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        x, y = batch["task"]
+        st = self._val_state(batch["archs"])
+        for i, spec in enumerate(st["archs"].specs):
+            for j, params in enumerate((st["pred"][i], st["rand"][i])):  # 0: predicted, 1: random
+                logits = self.run_target(spec, params, x)
+                st["sums"][j, i] += task_loss(logits, y).double() * y.numel()
+                if logits.dim() == 2:
+                    st["correct"][j, i] += (logits.argmax(-1) == y).sum()
+            st["count"][i] += y.numel()
+
+    def on_validation_epoch_end(self) -> None:
+        st = self._val
+        if st is None:  # limit_val_batches=0
+            return
+        reduce = self.trainer.strategy.reduce
+        count = reduce(st["count"], reduce_op="sum").clamp(min=1)
+        loss = reduce(st["sums"], reduce_op="sum") / count  # (2, n): per architecture
+        acc = reduce(st["correct"], reduce_op="sum") / count
+        kinds = st["archs"].kinds
+        is_text = st["archs"].specs[0].family == "gpt2"
+        values: dict[str, torch.Tensor] = {}
+        for j, which in enumerate(("zero_shot", "random_init")):
+            values[f"val/{which}_loss"] = loss[j].mean()
+            for group, members in (("in_range", ("in_range",)), ("beyond", KINDS_BEYOND)):
+                idx = [i for i, k in enumerate(kinds) if k in members]
+                if idx:
+                    values[f"val/{which}_loss_{group}"] = loss[j, idx].mean()
+            if is_text:
+                values[f"val/{which}_ppl"] = torch.exp(loss[j].mean())
+            else:
+                values[f"val/{which}_acc1"] = acc[j].mean()
+        for k, v in values.items():
+            self.log(k, v.float(), sync_dist=True, prog_bar=k == "val/zero_shot_loss")
+        if self.trainer.sanity_checking:
+            self._val = None
+            return
+        self.report_step = int(self.global_step)
+        self.heldout_report = [
+            dict(kind=kind, n_layer=s.n_layer, d_model=s.d_model, n_heads=s.n_heads,
+                 num_params=int(n), zero_shot_loss=float(loss[0, i]),
+                 random_init_loss=float(loss[1, i]),
+                 **({} if is_text else dict(zero_shot_acc1=float(acc[0, i]),
+                                            random_init_acc1=float(acc[1, i]))))
+            for i, (s, kind, n) in enumerate(zip(st["archs"].specs, kinds,
+                                                 st["archs"].num_params))
+        ]
+        self._val = None
+        self._t_last = None  # validation time is not training throughput
+
+    def on_fit_start(self) -> None:
+        # One TensorBoard chart overlaying predicted vs random init (custom-scalars plugin).
+        writer = getattr(self.logger, "experiment", None) if self.logger else None
+        if self.trainer.is_global_zero and hasattr(writer, "add_custom_scalars"):
+            pairs = ["loss", "loss_in_range", "loss_beyond", "ppl", "acc1"]
+            writer.add_custom_scalars({"GHN held-out architectures": {
+                f"{p}: zero-shot vs random init": [
+                    "Multiline", [f"val/zero_shot_{p}", f"val/random_init_{p}"]]
+                for p in pairs
+            }})
+
+
+def build_ghn(cfg: dict[str, Any]) -> nn.Module:
+    """The hypernetwork for a (resolved) GHN config dict."""
+    from logah.config.ghn import GHNConfig
+    from logah.ghn import GHN
+
+    return GHN(GHNConfig.from_dict(cfg).resolved())
+
+
+def summarize_heldout(report: list[dict[str, Any]]) -> str:
+    """A printable table of per-architecture zero-shot vs random-init validation losses."""
+    if not report:
+        return "no held-out validation ran"
+    acc = "zero_shot_acc1" in report[0]
+    head = f"{'kind':<9} {'L':>2} {'d':>4} {'H':>2} {'params':>11} {'zero-shot':>10} {'random':>8}"
+    lines = [head + ("  acc1 zs/rnd" if acc else ""), "-" * (len(head) + (13 if acc else 0))]
+    for r in report:
+        line = (f"{r['kind']:<9} {r['n_layer']:>2} {r['d_model']:>4} {r['n_heads']:>2} "
+                f"{r['num_params']:>11,} {r['zero_shot_loss']:>10.4f} {r['random_init_loss']:>8.4f}")
+        if acc:
+            line += f"  {r['zero_shot_acc1']:.3f}/{r['random_init_acc1']:.3f}"
+        lines.append(line)
+    zs = sum(r["zero_shot_loss"] for r in report) / len(report)
+    rnd = sum(r["random_init_loss"] for r in report) / len(report)
+    lines.append(f"mean: zero-shot {zs:.4f} vs random init {rnd:.4f} "
+                 f"(ratio {zs / rnd:.3f}; ppl {math.exp(min(zs, 50)):.1f} vs "
+                 f"{math.exp(min(rnd, 50)):.1f})")
+    return "\n".join(lines)

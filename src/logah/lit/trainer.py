@@ -1,0 +1,178 @@
+"""``build_trainer``: one Lightning Trainer convention for every training command.
+
+Given the ``trainer.*`` config group and a run folder (see :mod:`logah.lit.rundir`) it returns a
+``lightning.Trainer`` that logs to TensorBoard in the run folder, keeps
+``checkpoints/last.ckpt`` (every ``ckpt_every_n_steps`` optimizer steps and at the end) and
+``checkpoints/best.ckpt`` (lowest ``monitor``, checked at each validation), shows a progress bar,
+and resolves ``precision=auto``. Multi-GPU is ``devices=N strategy=ddp``, nothing else.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from logah.config.errors import ConfigError
+from logah.config.train import TrainerConfig
+from logah.lit.rundir import BEST_CKPT, CKPT_DIR
+
+# Messages Lightning emits on every resume or CPU run that say nothing actionable here.
+_QUIET = (
+    r".*Checkpoint directory .* exists and is not empty.*",
+    r".*does not have many workers.*",
+    r".*You're resuming from a checkpoint that ended before the epoch ended.*",
+    r".*isinstance\(treespec, LeafSpec\).* is deprecated.*",  # Lightning 2.6 vs torch 2.13
+)
+
+
+class StepProgressBar(TQDMProgressBar):
+    """One training bar counting optimizer steps to ``max_steps`` across epochs, so short
+    step-based runs, multi-epoch runs and resumed runs all read as "step n of N"."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *_: Any) -> None:
+        bar = self.train_progress_bar
+        total = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
+        total = convert_inf(total)
+        if bar.total != total:  # first epoch of this process (possibly resumed mid-run)
+            bar.reset(total=total)
+            bar.initial = bar.n = trainer.global_step
+        bar.set_description(f"Epoch {trainer.current_epoch}")
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:
+        bar, n = self.train_progress_bar, trainer.global_step
+        if bar is not None and self._should_update(n, bar.total):
+            bar.n = n
+            bar.refresh()
+            bar.set_postfix(self.get_metrics(trainer, pl_module))
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` only (no top-k): every ``every_n_train_steps`` steps and at the end of fit.
+
+    Lightning's own ``save_last`` skips the final step when it falls between two saves; a run that
+    finishes must leave ``last.ckpt`` at its final step so re-running it is a no-op.
+    """
+
+    def __init__(self, dirpath: Path, every_n_train_steps: int) -> None:
+        super().__init__(
+            dirpath=dirpath, save_top_k=0, save_last=True, every_n_train_steps=every_n_train_steps,
+            enable_version_counter=False,
+        )
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``auto`` -> ``bf16-mixed`` on a CUDA device that supports bf16, else ``32-true``."""
+    if precision != "auto":
+        return precision
+    cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def check_trainer_config(cfg: TrainerConfig) -> None:
+    """Raise :class:`ConfigError` naming the first invalid ``trainer.*`` value."""
+    if cfg.max_steps < 1 and cfg.max_steps != -1:
+        raise ConfigError(f"trainer.max_steps: must be >= 1 (or -1), got {cfg.max_steps}")
+    if cfg.max_steps == -1 and not cfg.max_epochs:
+        raise ConfigError("trainer.max_epochs: needed when trainer.max_steps=-1")
+    for key in ("val_check_interval", "log_every_n_steps", "accumulate_grad_batches"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"trainer.{key}: must be >= 1, got {getattr(cfg, key)}")
+    if cfg.ckpt_every_n_steps is not None and cfg.ckpt_every_n_steps < 1:
+        raise ConfigError(f"trainer.ckpt_every_n_steps: must be >= 1, got {cfg.ckpt_every_n_steps}")
+    if cfg.limit_val_batches < 0:
+        raise ConfigError(f"trainer.limit_val_batches: must be >= 0, got {cfg.limit_val_batches}")
+    if cfg.gradient_clip_val < 0:
+        raise ConfigError(f"trainer.gradient_clip_val: must be >= 0, got {cfg.gradient_clip_val}")
+
+
+def checkpoint_callbacks(
+    cfg: TrainerConfig, ckpt_dir: Path, monitor: Optional[str], mode: str
+) -> list[Callback]:
+    """``last.ckpt`` (:class:`LastCheckpoint`) and, with a monitor, ``best.ckpt``."""
+    every = cfg.ckpt_every_n_steps or cfg.val_check_interval
+    callbacks: list[Callback] = [LastCheckpoint(ckpt_dir, every)]
+    if monitor and cfg.limit_val_batches > 0:
+        callbacks.append(ModelCheckpoint(
+            dirpath=ckpt_dir, filename=Path(BEST_CKPT).stem, monitor=monitor, mode=mode,
+            save_top_k=1, save_last=False, auto_insert_metric_name=False,
+            enable_version_counter=False,
+        ))
+    return callbacks
+
+
+def build_trainer(
+    cfg: TrainerConfig,
+    run_dir: str | Path,
+    *,
+    monitor: Optional[str] = "val/loss",
+    mode: str = "min",
+    resume_step: Optional[int] = None,
+    callbacks: Sequence[Callback] = (),
+    **overrides: Any,
+) -> L.Trainer:
+    """A Lightning Trainer for a run folder.
+
+    Args:
+        cfg: the ``trainer.*`` config group.
+        run_dir: the run folder (TensorBoard events, ``checkpoints/``).
+        monitor: the metric ``best.ckpt`` minimises (``mode="max"`` to maximise); None: no best.
+        resume_step: the global step a resumed run starts at; TensorBoard drops events at or
+            after it from the interrupted run, so curves do not overlap.
+        callbacks: extra callbacks (appended after the checkpoint callbacks).
+        **overrides: further ``lightning.Trainer`` arguments (tests, special commands).
+
+    Raises:
+        ConfigError: an invalid ``trainer.*`` value, or one Lightning rejects (e.g. an accelerator
+            this machine lacks), as one line.
+    """
+    check_trainer_config(cfg)
+    for pattern in _QUIET:
+        warnings.filterwarnings("ignore", message=pattern)
+    run_dir = Path(run_dir)
+    logger = TensorBoardLogger(
+        save_dir=str(run_dir), name="", version="", default_hp_metric=False,
+        purge_step=resume_step,
+    )
+    precision = resolve_precision(cfg.precision, cfg.accelerator)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")  # TF32 for the fp32 parts on tensor cores
+    accumulate = cfg.accumulate_grad_batches
+    kwargs: dict[str, Any] = dict(
+        accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy, precision=precision, max_steps=cfg.max_steps,
+        max_epochs=cfg.max_epochs,
+        # Counted in batches by Lightning; the config counts optimizer steps, across epochs.
+        val_check_interval=cfg.val_check_interval * accumulate, check_val_every_n_epoch=None,
+        limit_val_batches=cfg.limit_val_batches, num_sanity_val_steps=cfg.num_sanity_val_steps,
+        gradient_clip_val=cfg.gradient_clip_val or None, accumulate_grad_batches=accumulate,
+        log_every_n_steps=cfg.log_every_n_steps, deterministic=cfg.deterministic,
+        enable_progress_bar=cfg.enable_progress_bar, logger=logger, default_root_dir=str(run_dir),
+        callbacks=[
+            *checkpoint_callbacks(cfg, run_dir / CKPT_DIR, monitor, mode),
+            *([StepProgressBar()] if cfg.enable_progress_bar else []),
+            *callbacks,
+        ],
+    )
+    kwargs.update(overrides)
+    try:
+        return L.Trainer(**kwargs)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as e:
+        raise ConfigError(f"trainer: {str(e).strip().splitlines()[0]}") from None
