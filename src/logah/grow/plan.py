@@ -52,7 +52,7 @@ def check_growth(src: ModelSpec, target: ModelSpec) -> None:
                  if getattr(target, f) < getattr(src, f)]
     if shrinking:
         hint = ""
-        if any(s.startswith(("d_qk", "d_v")) for s in shrinking):
+        if target.n_heads > src.n_heads and any(s.startswith(("d_qk", "d_v")) for s in shrinking):
             hint = (" (per-head widths d_qk/d_v cannot shrink: with more heads, also grow d_model "
                     "or give d_qk/d_v explicitly)")
         raise GrowError(f"target would shrink {', '.join(shrinking)}{hint}")
