@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from logah.config.arch import ArchDataConfig
 from logah.config.data import DataConfig
+from logah.config.ghn import GHNConfig
 from logah.config.model import ModelConfig
 from logah.config.train import OptimConfig, TrainerConfig
 
@@ -26,3 +28,35 @@ class FinetuneConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+@dataclass
+class TrainGHNConfig:
+    """``logah train-ghn``: train a graph hypernetwork on sampled architectures.
+
+    ``model`` is the *task template*: its family and task fields (vocabulary and context, or image
+    size, channels and classes) are shared by every sampled architecture, whose depth and widths
+    come from ``archs.space``. The defaults train LoGAH-T on a tiny GPTs-1K-style space over the
+    Brown corpus; ``conf/train_ghn/vit.yaml`` does ViTs over Fashion-MNIST. Runs go to
+    ``{out_dir}/train-ghn/{name}/``.
+    """
+
+    name: str = "default"
+    seed: int = 0
+    out_dir: str = "runs"
+    gamma: float = 3e-5  # weight of sum ||p||_F over predicted tensors (Frobenius, not squared)
+    label_smoothing: float = 0.0  # image tasks
+    ghn: GHNConfig = field(default_factory=GHNConfig)
+    archs: ArchDataConfig = field(default_factory=ArchDataConfig)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(arch="gpt2-tiny", n_ctx=64))
+    data: DataConfig = field(default_factory=lambda: DataConfig(name="brown", batch_size=8))
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.01, warmup_steps=50,
+                                            min_lr_ratio=0.1)
+    )
+    trainer: TrainerConfig = field(
+        default_factory=lambda: TrainerConfig(
+            max_steps=600, val_check_interval=100, limit_val_batches=4, gradient_clip_val=5.0,
+            num_sanity_val_steps=0, log_every_n_steps=10,
+        )
+    )
