@@ -18,7 +18,9 @@ class DataConfig:
     ``name``: ``brown`` (default LM corpus, made by ``make data``), ``text`` (any folder holding
     ``train.bin``/``val.bin`` from ``logah prepare-text``), ``fashion-mnist`` (default images),
     ``cifar10``/``cifar100`` (python-pickle folders) or ``imagenet`` (``train/<class>/*``,
-    ``val/<class>/*``). ``root`` defaults to ``data/<name>``.
+    ``val/<class>/*``). ``root`` defaults to ``data/<name>`` (for Fashion-MNIST, the Debian
+    package's ``/usr/share/datasets/fashion-mnist`` when ``data/fashion-mnist`` is absent).
+    ``batch_size`` is per device. See ``docs/data.md``.
     """
 
     name: str = field(default="brown", metadata=choices(*TEXT_DATASETS, *IMAGE_DATASETS))
@@ -29,7 +31,7 @@ class DataConfig:
     image_size: Optional[int] = None  # images: side in pixels, default model.image_size
     channels: Optional[int] = None  # images: 1 or 3, default model.in_chans
     num_workers: int = 0
-    augment: bool = True  # images: random-resized-crop + flip on the training split
+    augment: bool = True  # images, training split: random crop + flip (random-resized for folders)
 
     def resolved_root(self) -> str:
         return self.root if self.root is not None else f"data/{self.name}"
