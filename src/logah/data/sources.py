@@ -40,24 +40,24 @@ class DocStream:
 
 
 # ---- Brown corpus -------------------------------------------------------------------------------
-_ATTACH_LEFT = {",", ".", ";", ":", "?", "!", ")", "]", "''"}
-_ATTACH_RIGHT = {"``", "(", "["}
+_TAG = re.compile(r"/[^\s/]+(?=\s|$)")  # the last "/tag" of each token ("1/2/cd" keeps "1/2")
+_OPEN, _CLOSE = "\x01", "\x02"  # stand-ins for Brown's `` and '' quote tokens while joining
+_QUOTES = {"``": _OPEN, "''": _CLOSE}
+_ATTACH_LEFT = re.compile(r" ([,.;:?!)\]\x02])(?= |$)")  # no space before closing marks
+_ATTACH_RIGHT = re.compile(r"([\x01(\[]) ")  # no space after opening marks
 
 
-def _join_words(words: list[str]) -> str:
-    """Join Brown's space-separated tokens into ordinary text (``word ,`` -> ``word,``; quotes)."""
-    out: list[str] = []
-    glue = True  # no space before the next word (start of text or after an opening mark)
-    for w in words:
-        text = '"' if w in ("``", "''") else w
-        if out and not glue and w not in _ATTACH_LEFT:
-            out.append(" ")
-        out.append(text)
-        glue = w in _ATTACH_RIGHT
-    return "".join(out)
+def _join_words(tagged: str) -> str:
+    """Brown's space-separated ``word/tag`` tokens -> ordinary text (``word ,`` -> ``word,``)."""
+    words = _TAG.sub("", tagged).split()
+    text = " ".join([_QUOTES.get(w, w) for w in words])
+    text = _ATTACH_RIGHT.sub(r"\1", _ATTACH_LEFT.sub(r"\1", text))
+    return text.replace(_OPEN, '"').replace(_CLOSE, '"')
 
 
 def _is_headline(line: str) -> bool:
+    if "-hl" not in line:  # cheap test first: most lines are not headlines
+        return False
     tags = [tok.rsplit("/", 1)[-1] for tok in line.split()]
     return bool(tags) and all(t.endswith("-hl") for t in tags)
 
@@ -67,20 +67,17 @@ def brown_detag(text: str) -> str:
 
     Each ``word/tag`` token keeps the part before its last ``/`` (so ``1/2/cd`` -> ``1/2``);
     sentences of a paragraph are joined by spaces, paragraphs (and headlines, whose tags end in
-    ``-hl``) are separated by a blank line.
+    ``-hl``) are separated by a blank line; quotes (`````` / ``''``) become ``"``.
     """
     paragraphs = []
     for block in re.split(r"\n\s*\n", text):
-        lines: list[list[str]] = [[]]
+        parts = [""]
         for line in block.splitlines():
             if _is_headline(line):
-                lines += [line.split(), []]
+                parts += [line, ""]
             else:
-                lines[-1] += line.split()
-        for toks in lines:
-            words = [t.rsplit("/", 1)[0] if "/" in t[1:] else t for t in toks]
-            if words:
-                paragraphs.append(_join_words(words))
+                parts[-1] += " " + line
+        paragraphs += [_join_words(p) for p in parts if p.strip()]
     return "\n\n".join(paragraphs)
 
 
