@@ -1,10 +1,10 @@
 """Shortest-path distances on a DAG whose node ids are a topological order, and virtual edges.
 
 Because every edge goes from a smaller to a larger id, the distances from all sources to node v
-follow from those to v's predecessors: ``d(., v) = 1 + min_{u in pred(v)} d(., u)``. One pass over
-the nodes, each a vectorised min over a few rows of an (N, N) int16 matrix, gives all-pairs distances
-(capped at the cutoff) in O(E * N) numpy work: a few milliseconds for GPT-2 Large's 654 nodes, where
-the reference runs networkx all-pairs BFS.
+follow from those to v's predecessors: ``d(., v) = 1 + min_{u in pred(v)} d(., u)``. One pass
+over the nodes, each a vectorised min over a few rows of an (N, N) int16 matrix, gives all-pairs
+distances (capped at the cutoff) in O(E * N) numpy work: a few milliseconds for GPT-2 Large's 654
+nodes, where the reference runs networkx all-pairs BFS.
 """
 
 from __future__ import annotations

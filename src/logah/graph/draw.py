@@ -13,6 +13,13 @@ from logah.graph.primitives import PRIMITIVES
 from logah.utils.fs import atomic_path
 
 LAYER_IN = 0.32  # vertical inches per depth layer
+# One fixed colour per primitive id, so every picture uses the same colours (blue = conv, ...).
+COLOURS = [
+    "#7f7f7f", "#bcbcbc", "#17becf", "#9edae5", "#1f77b4", "#9467bd", "#c5b0d5", "#ff7f0e",
+    "#ffbb78", "#222222", "#98df8a", "#ff9896", "#d62728", "#e377c2", "#8c564b", "#c49c94",
+    "#f7b6d2", "#bcbd22", "#2ca02c", "#006d2c", "#74c476", "#dbdb8d", "#8c6d31",
+]
+assert len(COLOURS) == len(PRIMITIVES)
 _BLOCK = re.compile(r"^([A-Za-z_]\w*\.\d+)\.")  # "blocks.3.attn.q" -> "blocks.3"
 
 
@@ -80,8 +87,7 @@ def draw_graph(graph: ArchGraph, out: str | os.PathLike, title: str | None = Non
     pos = layout(graph)
     types = graph.node_type.numpy()
     present = sorted(set(types.tolist()))
-    cmap = plt.get_cmap("tab20")
-    colour = {t: cmap(j % 20) for j, t in enumerate(present)}
+    colour = {t: COLOURS[t] for t in present}
     n_layers = int(-pos[:, 1].min()) + 1
     per_layer = min(LAYER_IN, 600 / n_layers)  # keep under matplotlib's pixel limit
     width = max(7.0, 1.4 * (pos[:, 0].max() - pos[:, 0].min()) + 5)

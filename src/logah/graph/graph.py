@@ -1,4 +1,4 @@
-"""``ArchGraph``: the PyG graph a hypernetwork sees, built from a model, cached per spec, batched."""
+"""``ArchGraph``: the PyG graph a hypernetwork sees. Built from a model, cached, batched."""
 
 from __future__ import annotations
 
@@ -28,11 +28,11 @@ class ArchGraph(Data):
     """A target model as a graph (PyG ``Data``). N nodes, P parameters, E real and V virtual edges.
 
     Attributes:
-        node_type: int64 (N,), ids into :data:`PRIMITIVES`; node 0 is ``input``, ids are topological.
+        node_type: int64 (N,), ids into :data:`PRIMITIVES`; node 0 is ``input``; ids topological.
         node_shape: int64 (N, 4), the shape (out, in, kh, kw) of the parameter the node receives
             (zeros for nodes without one).
         edge_index: int64 (2, E), real edges in the forward direction (always u < v).
-        ve_index: int64 (2, V), every ordered pair u != v within ``cutoff`` hops in either direction.
+        ve_index: int64 (2, V), every ordered pair u != v within ``cutoff`` hops, either way.
         ve_attr: int64 (V, 2), forward distance u -> v and backward distance v -> u (0 if none).
         in_degree, out_degree: int64 (N,), over real edges.
         input_dist: int64 (N,), shortest-path distance from node 0 (not capped by the cutoff).
@@ -182,7 +182,7 @@ def batch_graphs(graphs: list[ArchGraph]) -> Batch:
 
 
 def graph_hash(graph: ArchGraph) -> str:
-    """SHA-256 of every field (tensors by dtype/shape/bytes, lists by repr): equal graphs, equal hash."""
+    """SHA-256 of every field (tensors: dtype, shape, bytes; others: repr)."""
     h = hashlib.sha256()
     for key in sorted(graph.keys()):
         value = graph[key]

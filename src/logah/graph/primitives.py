@@ -105,7 +105,7 @@ FUNCTION_TYPES: dict = {
     }),
 }
 # Functions whose parameter operands are owned by the node they create.
-# ``linear``/``conv``: the first parameter operand is the weight (a ``conv`` node), the next the bias.
+# ``linear``/``conv``: the first parameter operand is the weight (``conv`` node), the next the bias.
 PARAM_FUNCTIONS: dict = _table({
     "conv": ("linear", "conv1d", "conv2d"),
     "ln": ("layer_norm",),
@@ -129,7 +129,8 @@ FACTORIES = {torch.arange, torch.zeros, torch.ones, torch.full, torch.empty, tor
 SEQ_OPS = {torch.chunk, torch.split, torch.unbind, torch.tensor_split, "chunk", "split", "unbind",
            "tensor_split"}
 # Ops a free parameter may pass through before it is consumed (e.g. cls_token.expand(B, -1, -1)).
-PARAM_VIEW_OPS = {"expand", "expand_as", "view", "reshape", "t", "transpose", "permute", "unsqueeze",
-                  "squeeze", "flatten", "contiguous", "to", "type_as", "float", "half", "bfloat16",
-                  "repeat", torch.transpose, torch.permute, torch.reshape, torch.unsqueeze,
+PARAM_VIEW_OPS = {"expand", "expand_as", "view", "reshape", "t", "transpose", "permute",
+                  "unsqueeze", "squeeze", "flatten", "contiguous", "to", "type_as", "float", "half",
+                  "bfloat16", "repeat", torch.transpose, torch.permute, torch.reshape,
+                  torch.unsqueeze,
                   torch.squeeze, torch.flatten, torch.t, operator.getitem}
