@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="target preset, or key=value dims such as n_layer=4,d_model=128")
     p.add_argument("--plan", metavar="PLAN.yaml", help="explicit list of growth steps (conf/grow/)")
     p.add_argument("--out", required=True, metavar="DIR", help="output weights directory")
-    p.add_argument("--spec", metavar="PRESET", help="spec of a bare .safetensors without logah.json")
+    p.add_argument("--spec", metavar="PRESET",
+                   help="spec of a bare .safetensors without logah.json")
     p.add_argument("--seed", type=int, default=None, help="seed of the new free entries (default: "
                    "the plan's, else 0)")
     p.add_argument("--std", type=float, default=None, help="std of new free weights (default 0.02)")
@@ -65,7 +66,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from logah.config.grow import GrowPlan, load_plan
-    from logah.grow import GrowError, apply_plan, check_growth, plan_growth, resolve_target, same_dims
+    from logah.grow import (
+        GrowError,
+        apply_plan,
+        check_growth,
+        plan_growth,
+        resolve_target,
+        same_dims,
+    )
     from logah.nn import count_params
     from logah.nn.io import save_weights
 
@@ -97,5 +105,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _dims(spec) -> str:
+    ctx = f" ctx={spec.n_ctx}" if spec.family == "gpt2" else ""
     return (f"{spec.family} L={spec.n_layer} d={spec.d_model} H={spec.n_heads} qk={spec.d_qk} "
-            f"v={spec.d_v} mlp={spec.d_mlp}" + (f" ctx={spec.n_ctx}" if spec.family == "gpt2" else ""))
+            f"v={spec.d_v} mlp={spec.d_mlp}{ctx}")

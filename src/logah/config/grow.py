@@ -1,6 +1,6 @@
 """``logah grow`` plans: the init rule for new ("free") entries and a list of growth steps.
 
-A plan file is YAML, either a bare list of steps or a mapping with ``seed``, ``init`` and ``steps``::
+A plan file is YAML: a bare list of steps, or a mapping with ``seed``, ``init`` and ``steps``::
 
     seed: 0
     init: {std: 0.02, bias_std: 0.0, ln_std: 0.0}
@@ -115,7 +115,8 @@ def load_plan(path: str | os.PathLike) -> GrowPlan:
     steps = []
     for i, s in enumerate(raw_steps):
         if not isinstance(s, dict):
-            raise ConfigError(f"--plan {p}: steps[{i}]: expected a mapping like {{op: d_mlp, to: 512}}")
+            raise ConfigError(
+                f"--plan {p}: steps[{i}]: expected a mapping like {{op: d_mlp, to: 512}}")
         steps.append(step_from_dict(s, f"--plan {p}: steps[{i}]"))
     plan.steps = steps
     return plan

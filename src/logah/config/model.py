@@ -51,7 +51,7 @@ def resolve_spec(cfg: ModelConfig) -> ModelSpec:
 
 
 def override_spec(base: ModelSpec, changes: dict) -> ModelSpec:
-    """``base`` with ``changes`` applied, re-tying head and MLP widths as :class:`ModelConfig` says."""
+    """``base`` with ``changes`` applied, re-tying head/MLP widths as :class:`ModelConfig` says."""
     changes = dict(changes)
     d_model = changes.get("d_model", base.d_model)
     n_heads = changes.get("n_heads", base.n_heads)

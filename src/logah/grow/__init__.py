@@ -1,4 +1,4 @@
-"""Function-preserving growth of GPT-2 / ViT (Gesmundo & Maile's six expansions, exact for LayerNorm).
+"""Function-preserving growth of GPT-2 / ViT: Gesmundo & Maile's six expansions, exact for LN.
 
 Each operator is a pure function ``(spec, state_dict, new_value, *, seed, init) -> (spec',
 state_dict')`` whose output model computes the same function as the input (float64: max |diff| of

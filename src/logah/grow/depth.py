@@ -43,7 +43,7 @@ def spread_positions(n_old: int, n_new: int) -> list[int]:
 
 def _new_block(spec: ModelSpec, like: State, init: GrowInit,
                gen: torch.Generator) -> State:
-    """One fresh identity block's tensors, keyed by the name inside the block (``attn.q.weight``)."""
+    """One fresh identity block's tensors, keyed by their name in the block (``attn.q.weight``)."""
     template = next(iter(like.values()))  # dtype / device of the new tensors
     block = {}
     for name, shape in param_shapes(spec).items():
@@ -79,7 +79,8 @@ def add_layers(spec: ModelSpec, state: State, n_layer: int, positions: list[int]
             raise GrowError(f"n_layer: positions {positions} given but no layer is added")
         return spec, dict(state)
     positions = spread_positions(spec.n_layer, n) if positions is None else list(positions)
-    if len(positions) != n or len(set(positions)) != n or not all(0 <= p < n_layer for p in positions):
+    in_range = all(0 <= p < n_layer for p in positions)
+    if len(positions) != n or len(set(positions)) != n or not in_range:
         raise GrowError(
             f"n_layer: positions {positions} must be {n} distinct indices in [0, {n_layer}) "
             f"(where the new layers sit in the grown model)"
@@ -94,7 +95,8 @@ def add_layers(spec: ModelSpec, state: State, n_layer: int, positions: list[int]
             block = _new_block(spec, state, init, gen)
         else:
             i = next(old)
-            block = {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"blocks.{i}.")}
+            pre = f"blocks.{i}."
+            block = {k.removeprefix(pre): v for k, v in state.items() if k.startswith(pre)}
         out.update({f"blocks.{j}.{k}": v for k, v in block.items()})
     order = list(param_shapes(spec.replace(n_layer=n_layer)))
     out = {k: out[k] for k in order}  # canonical order, as the model's state_dict

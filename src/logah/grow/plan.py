@@ -105,8 +105,9 @@ def same_dims(a: ModelSpec, b: ModelSpec) -> bool:
 
 
 def resolve_target(src: ModelSpec, to: str) -> ModelSpec:
-    """``--to``: a preset name, or ``key=value,...`` dims applied to ``src`` (``d_model``/``n_heads``
-    re-tie d_qk/d_v and d_mlp as ``model.*`` overrides do, e.g. ``n_layer=4,d_model=128``)."""
+    """``--to``: a preset name, or ``key=value,...`` dims applied to ``src``; ``d_model`` and
+    ``n_heads`` re-tie d_qk/d_v and d_mlp as ``model.*`` overrides do (``n_layer=4,d_model=128``).
+    """
     to = to.strip()
     if "=" not in to:
         if to not in PRESETS:
