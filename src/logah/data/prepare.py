@@ -111,6 +111,13 @@ class _SplitWriter:
             self.free_index += 1
         self._write(split, tokens)
 
+    def summary(self) -> dict[str, Any]:
+        return {
+            "train_tokens": self.tokens["train"], "val_tokens": self.tokens["val"],
+            "train_docs": self.docs["train"], "val_docs": self.docs["val"],
+            "val_fraction": self.frac,
+        }
+
     def _write(self, split: str, tokens: np.ndarray) -> None:
         if len(tokens):
             self.files[split].write(tokens.tobytes())
@@ -187,10 +194,8 @@ def prepare_text(
             _make_readable(tmp)
     meta = {
         "format": META_FORMAT, "dtype": "uint16", "tokenizer": "gpt2", "vocab_size": VOCAB_SIZE,
-        "eot_token": EOT_TOKEN, "train_tokens": writer.tokens["train"],
-        "val_tokens": writer.tokens["val"], "train_docs": writer.docs["train"],
-        "val_docs": writer.docs["val"], "sources": [str(s) for s in srcs],
-        "val_sources": [str(s) for s in val_srcs], "val_fraction": writer.frac, "seed": seed,
+        "eot_token": EOT_TOKEN, **writer.summary(), "sources": [str(s) for s in srcs],
+        "val_sources": [str(s) for s in val_srcs], "seed": seed,
     }
     with atomic_path(out / "meta.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
