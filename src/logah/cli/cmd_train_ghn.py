@@ -110,6 +110,7 @@ def train_ghn(cfg: Any, *, datamodule: Any = None, callbacks: Sequence[Any] = ()
     """
     import lightning as L
 
+    from logah.config.arch import validate_archs
     from logah.config.model import resolve_spec
     from logah.data import build_datamodule
     from logah.data.arch import ArchitectureDataModule
@@ -119,6 +120,7 @@ def train_ghn(cfg: Any, *, datamodule: Any = None, callbacks: Sequence[Any] = ()
     from logah.lit.trainer import build_trainer
 
     check_optim_config(cfg.optim)
+    validate_archs(cfg.archs)
     ghn_cfg = cfg.ghn.resolved()
     folder = run_dir(cfg.out_dir, COMMAND, cfg.name)
     task_dm = datamodule or build_datamodule(cfg.data, resolve_spec(cfg.model), seed=cfg.seed)
@@ -127,7 +129,7 @@ def train_ghn(cfg: Any, *, datamodule: Any = None, callbacks: Sequence[Any] = ()
     archs = ArchitectureDataModule(cfg.archs, task_dm, template, seed=cfg.seed, run_dir=folder,
                                    resume=resume is not None)
     module = GHNModule(ghn_cfg.to_dict(), optim=dataclasses.asdict(cfg.optim), gamma=cfg.gamma,
-                       label_smoothing=cfg.label_smoothing, baseline_seed=cfg.seed)
+                       label_smoothing=cfg.label_smoothing, seed=cfg.seed)
     if cfg.trainer.strategy == "ddp" and "strategy" not in trainer_overrides:
         from lightning.pytorch.strategies import DDPStrategy
 

@@ -3,8 +3,8 @@
 One training step (``ghn-anchors.md`` §4.1) takes a task batch and ``m`` architectures
 (``{"task": (x, y), "archs": ArchBatch}`` from :class:`logah.data.arch.ArchitectureDataModule`):
 
-1. the GHN predicts every parameter of the ``m`` targets from their graphs (fp32: autocast is off
-   around the GHN, so the decoder never runs in half precision);
+1. the GHN predicts every parameter of the ``m`` targets from their graphs (under mixed precision
+   the encoder follows the trainer's autocast while the decoder always runs in fp32);
 2. each target, built once per spec on the ``meta`` device, runs on the *same* task batch through
    ``torch.func.functional_call`` with the predicted tensors (under the trainer's autocast);
 3. ``loss = (sum_i task_loss_i + gamma * sum_i sum_p ||p||_F) / m`` (Frobenius norm, not squared;
@@ -20,6 +20,7 @@ kept outside the module tree, so checkpoints hold only ``ghn.*`` weights and the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import defaultdict
@@ -71,19 +72,23 @@ class GHNModule(L.LightningModule):
         optim: the ``optim.*`` group as a dict (AdamW + warm-up cosine by default).
         gamma: weight of the predicted-parameter norm regulariser.
         label_smoothing: image tasks only.
-        baseline_seed: seed of the random-init baselines (architecture ``i`` uses ``seed + i``).
+        seed: seeds the GHN's initialisation and the random-init baselines (held-out
+            architecture ``i`` uses ``seed + i``).
         ghn_module: an already built GHN (tests); default: built from ``ghn``.
     """
 
     def __init__(self, ghn: dict[str, Any], optim: Optional[dict[str, Any]] = None,
-                 gamma: float = 3e-5, label_smoothing: float = 0.0, baseline_seed: int = 0,
+                 gamma: float = 3e-5, label_smoothing: float = 0.0, seed: int = 0,
                  ghn_module: Optional[nn.Module] = None) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["ghn_module"])
-        self.ghn = ghn_module if ghn_module is not None else build_ghn(ghn)
+        self.ghn = ghn_module if ghn_module is not None else build_ghn(ghn, seed)
+        config = getattr(self.ghn, "config", None)
+        if dataclasses.is_dataclass(config):  # the fully resolved config (n_types filled in)
+            self.hparams["ghn"] = dataclasses.asdict(config)
         self.optim_cfg = OptimConfig(**(optim or {}))
         self.gamma, self.label_smoothing = float(gamma), float(label_smoothing)
-        self.baseline_seed = int(baseline_seed)
+        self.seed = int(seed)
         # Plain dicts (not submodules): never in state_dict, never seen by DDP.
         self._targets: dict[str, nn.Module] = {}
         self._baselines: dict[str, dict[str, torch.Tensor]] = {}
@@ -101,9 +106,9 @@ class GHNModule(L.LightningModule):
         return self._targets[key]
 
     def predict_params(self, graphs: Any) -> list[dict[str, torch.Tensor]]:
-        """``ghn(graphs)`` in fp32 (autocast off: the decoder never runs in half precision)."""
-        with torch.autocast(self.device.type, enabled=False):
-            return self.ghn(graphs)
+        """``ghn(graphs)``: the encoder follows the trainer's precision, the GHN's decoders always
+        run in fp32 (``logah.ghn`` turns autocast off around them, as the reference does)."""
+        return self.ghn(graphs)
 
     def run_target(self, spec: ModelSpec, params: dict[str, torch.Tensor],
                    x: torch.Tensor) -> torch.Tensor:
@@ -186,10 +191,10 @@ class GHNModule(L.LightningModule):
 
     # ---- validation: zero-shot (predicted) vs random init on held-out architectures ----------
     def baseline(self, spec: ModelSpec, index: int) -> dict[str, torch.Tensor]:
-        """The family's ordinary random init of ``spec`` (seed ``baseline_seed + index``)."""
+        """The family's ordinary random init of ``spec`` (seed ``seed + index``)."""
         key = f"{index}:{spec.key()}"
         if key not in self._baselines:
-            model = build_model(spec, device=self.device, seed=self.baseline_seed + index)
+            model = build_model(spec, device=self.device, seed=self.seed + index)
             self._baselines[key] = {n: p.detach() for n, p in model.named_parameters()}
         return self._baselines[key]
 
@@ -270,12 +275,11 @@ class GHNModule(L.LightningModule):
             }})
 
 
-def build_ghn(cfg: dict[str, Any]) -> nn.Module:
-    """The hypernetwork for a (resolved) GHN config dict."""
-    from logah.config.ghn import GHNConfig
-    from logah.ghn import GHN
+def build_ghn(cfg: dict[str, Any], seed: Optional[int] = None) -> nn.Module:
+    """The hypernetwork for a GHN config dict (``GHNConfig.to_dict()``), seeded."""
+    from logah.ghn import GHN, GHNConfig
 
-    return GHN(GHNConfig.from_dict(cfg).resolved())
+    return GHN(GHNConfig.from_dict(dict(cfg)), seed=seed)
 
 
 def summarize_heldout(report: list[dict[str, Any]]) -> str:

@@ -1,0 +1,91 @@
+"""``logah train-ghn`` end to end on synthetic tokens: run folder, logs, held-out report, and a
+checkpoint that ``load_ghn`` and ``logah predict`` accept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from finetune_synth import read_scalars, write_text_data
+from ghn_synth import ghn_overrides
+
+from logah.cli.main import main
+from logah.config import ConfigError, load_config
+from logah.config.runs import TrainGHNConfig
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One short run shared by the tests below (6 steps, validation at steps 3 and 6)."""
+    tmp = tmp_path_factory.mktemp("ghn")
+    data = write_text_data(tmp / "data", 6_000, 1_500)
+    code = main(["train-ghn", *ghn_overrides(data, tmp / "runs")])
+    assert code == 0
+    return tmp / "runs" / "train-ghn" / "g"
+
+
+def test_run_folder_holds_config_archs_checkpoint_and_heldout_report(trained):
+    assert (trained / "config.yaml").is_file()
+    doc = json.loads((trained / "archs.json").read_text())
+    assert len(doc["train"]) == 24 and [h["kind"] for h in doc["heldout"]] == [
+        "in_range", "in_range", "deeper", "wider"]
+    train_keys = {json.dumps(doc["specs"][i], sort_keys=True) for i in doc["train"]}
+    held_keys = {json.dumps(doc["specs"][h["spec"]], sort_keys=True) for h in doc["heldout"]}
+    assert not train_keys & held_keys
+    ckpt = torch.load(trained / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 6
+    assert all(k.startswith("ghn.") for k in ckpt["state_dict"])  # no target / baseline tensors
+    assert ckpt["hyper_parameters"]["ghn"]["hid"] == 32
+    report = json.loads((trained / "heldout.json").read_text())
+    assert report["global_step"] == 6 and len(report["architectures"]) == 4
+    for r in report["architectures"]:
+        assert r["zero_shot_loss"] > 0 and r["random_init_loss"] > 0
+
+
+def test_tensorboard_holds_the_ghn_tags(trained):
+    scalars = read_scalars(trained)
+    for tag in ("train/loss", "train/task_loss", "train/param_norm_reg", "train/grad_norm",
+                "train/pred_param_norm", "perf/archs_per_s", "perf/tokens_per_s", "lr",
+                "val/zero_shot_loss", "val/random_init_loss", "val/zero_shot_ppl",
+                "val/random_init_ppl", "val/zero_shot_loss_beyond", "pred_norm/attn"):
+        assert tag in scalars, (tag, sorted(scalars))
+    # validation after steps 3 and 6 (Lightning logs it at the 0-based index of the last batch)
+    assert [s for s, _ in scalars["val/zero_shot_loss"]] == [2, 5]
+    assert any(t.startswith("train/task_loss_") and t != "train/task_loss" for t in scalars)
+    # the regulariser is gamma * sum of Frobenius norms / m, logged beside its norm
+    reg = dict(scalars["train/param_norm_reg"])
+    norm = dict(scalars["train/pred_param_norm"])
+    step = max(reg)
+    assert reg[step] == pytest.approx(3e-5 * norm[step], rel=1e-4)
+
+
+def test_checkpoint_loads_with_load_ghn_and_predict_cli(trained, tmp_path):
+    from logah.ghn.io import load_ghn
+
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    ghn = load_ghn(ckpt)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    for k, v in ghn.state_dict().items():
+        if f"ghn.{k}" in state:
+            assert torch.equal(v, state[f"ghn.{k}"]), k
+    out = tmp_path / "pred"
+    code = main(["predict", "--ghn", str(ckpt), "--arch", "gpt2-tiny", "--out", str(out),
+                 "--no-progress", "model.vocab_size=64", "model.n_ctx=16", "model.d_model=24",
+                 "model.n_heads=2"])
+    assert code == 0 and (out / "model.safetensors").is_file()
+
+
+def test_task_shortcut_picks_the_conf_file_and_bad_keys_fail_in_one_line(capsys):
+    from logah.cli.cmd_train_ghn import split_task
+
+    path, rest = split_task(None, ["task=vit", "trainer.max_steps=3"])
+    assert path.endswith("conf/train_ghn/vit.yaml") and rest == ["trainer.max_steps=3"]
+    cfg = load_config(TrainGHNConfig, path, rest)
+    assert cfg.model.arch.startswith("vit") and cfg.data.name == "fashion-mnist"
+    with pytest.raises(ConfigError, match="task: 'bert' is not one of: gpt, vit"):
+        split_task(None, ["task=bert"])
+    assert main(["train-ghn", "archs.space.head_groups=[[3]]", "out_dir=/nonexistent/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: archs.space.head_groups: no group divides width") and \
+        err.count("\n") == 1
