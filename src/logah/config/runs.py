@@ -16,14 +16,19 @@ class FinetuneConfig:
     """``logah finetune``: train one ViT / GPT-2 from a chosen initialisation.
 
     ``init``: ``random`` (the family's ordinary init), ``orthogonal``, or ``weights:PATH`` (a
-    safetensors file, a ``logah`` weights directory or an exported Hugging Face directory).
-    Runs go to ``{out_dir}/finetune/{name}/``.
+    safetensors file, a ``logah`` weights directory or an exported Hugging Face directory), loaded
+    strictly. When those weights record a spec (``logah.json`` / HF ``config.json``) that differs
+    from ``model.*``: adopted if the run sets no ``model.*`` key, else an error naming the fields.
+    Runs go to ``{out_dir}/finetune/{name}/`` (``config.yaml``, ``checkpoints/{last,best}.ckpt``,
+    TensorBoard events, final ``weights/``); re-running the same command resumes from
+    ``last.ckpt``. ``seed`` seeds the init and the data order (rank ``r`` samples with
+    ``seed + r``).
     """
 
-    name: str = "default"
+    name: str = "default"  # the run folder's name (a plain folder name)
     seed: int = 0
     out_dir: str = "runs"
-    init: str = "random"
+    init: str = "random"  # random | orthogonal | weights:PATH
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

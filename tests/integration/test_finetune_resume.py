@@ -1,0 +1,48 @@
+"""SIGKILL a `logah finetune` mid-run, re-run the same command: it resumes at the saved step."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from finetune_synth import read_scalars, text_overrides, write_text_data
+
+MAX_STEPS = 60
+
+
+def _step(ckpt) -> int:
+    return int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_resumes_at_the_saved_step(tmp_path):
+    data = write_text_data(tmp_path / "data", 8_000, 2_000)
+    args = text_overrides(data, tmp_path / "runs", name="r", steps=MAX_STEPS)
+    args += ["trainer.ckpt_every_n_steps=5", "trainer.val_check_interval=20"]
+    cmd = [sys.executable, "-m", "logah.cli.main", "finetune", *args]
+    run = tmp_path / "runs" / "finetune" / "r"
+    last = run / "checkpoints" / "last.ckpt"
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-epoch: the epoch is far longer than MAX_STEPS
+    out, _ = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, out[-2000:]
+    saved = _step(last)  # atomic saves: whatever is there is a complete checkpoint
+    assert 5 <= saved < MAX_STEPS
+
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"resuming {run} from last.ckpt at step {saved}" in proc.stdout
+    assert _step(last) == MAX_STEPS
+    steps = [s for s, _ in read_scalars(run)["train/loss"]]
+    assert steps == sorted(set(steps))  # the killed run's later points were purged, no overlap
+    assert steps[-1] >= MAX_STEPS - 2
