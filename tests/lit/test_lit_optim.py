@@ -71,8 +71,8 @@ def test_adamw_and_sgd_settings():
     assert isinstance(adam, torch.optim.AdamW)
     assert adam.param_groups[0]["betas"] == (0.8, 0.9) and adam.param_groups[0]["eps"] == 1e-6
     assert [g["weight_decay"] for g in adam.param_groups] == [0.01, 0.0]
-    sgd = build_optimizer(model, OptimConfig(name="sgd", lr=0.2, momentum=0.5, nesterov=True))
-    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["nesterov"]
+    sgd = build_optimizer(model, OptimConfig(name="sgd", lr=0.2, momentum=0.5))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["lr"] == 0.2
     assert sgd.param_groups[0]["momentum"] == 0.5
 
 

@@ -47,6 +47,5 @@ class OptimConfig:
     betas: list = field(default_factory=lambda: [0.9, 0.95])
     eps: float = 1e-8  # adamw only
     momentum: float = 0.9  # sgd only
-    nesterov: bool = False  # sgd only
     warmup_steps: int = 50  # linear warm-up from lr / warmup_steps to lr
     min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio on the last step

@@ -81,13 +81,13 @@ def check_optim_config(cfg: OptimConfig) -> None:
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD (momentum, optional Nesterov) over :func:`param_groups`."""
+    """AdamW or SGD (with momentum) over :func:`param_groups`."""
     check_optim_config(cfg)
     groups = param_groups(model, cfg.weight_decay)
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     raise ConfigError(f"optim.name: {cfg.name!r} is not one of: adamw, sgd")
 
 
