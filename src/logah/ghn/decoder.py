@@ -45,12 +45,15 @@ def _std_scale(std: torch.Tensor, std_target: torch.Tensor, scale: torch.Tensor)
 class _WarnOnce:
     """Log one warning per tiled shape and decoder (GHN-3 tiles almost every GPT-2 tensor)."""
 
+    _tile_level = logging.WARNING
+
     def _warn(self, shape: tuple, block: tuple) -> None:
         seen = self.__dict__.setdefault("_tiled_seen", set())
         if shape not in seen:
             seen.add(shape)
-            log.warning("%s: a %s tensor exceeds the decoder's size; tiled from %s blocks",
-                        type(self).__name__, "x".join(map(str, shape)), "x".join(map(str, block)))
+            log.log(self._tile_level, "%s: a %s tensor exceeds the decoder's size; tiled from %s "
+                    "blocks", type(self).__name__, "x".join(map(str, shape)),
+                    "x".join(map(str, block)))
 
 
 class LowRankDecoder(_WarnOnce, nn.Module):
@@ -174,6 +177,8 @@ class TiledDecoder(_WarnOnce, nn.Module):
     classifier (the graph's last weight / bias) goes through a class predictor Linear(C, classes)
     over the out dimension, as in the reference; 1-D tensors use ``decoder_1d`` (2, C).
     """
+
+    _tile_level = logging.INFO  # tiling is how GHN-3 reaches every width: not worth a warning
 
     def __init__(self, hid: int, max_shape: int, max_kernel: int, num_classes: int,
                  crop: str = "centre") -> None:

@@ -46,12 +46,19 @@ class ShapeEmbedding(nn.Module):
         super().__init__()
         if hid % 4:
             raise ValueError(f"hid must be a multiple of 4, got {hid}")
-        chans, spatial = channel_vocab(), spatial_vocab()
-        # The vocabularies are fixed functions of the code, so they are not saved with the weights.
-        self.register_buffer("chan_vocab", torch.tensor(chans), persistent=False)
-        self.register_buffer("spatial_vocab", torch.tensor(spatial), persistent=False)
-        self.chan = nn.Embedding(len(chans) + 1, hid // 4)  # last row: dummy
-        self.spatial = nn.Embedding(len(spatial) + 1, hid // 4)
+        self.chan = nn.Embedding(len(channel_vocab()) + 1, hid // 4)  # last row: dummy
+        self.spatial = nn.Embedding(len(spatial_vocab()) + 1, hid // 4)
+        self.reset_vocab()
+
+    def reset_vocab(self) -> None:
+        """(Re-)create the vocabulary buffers on the tables' device. They are fixed functions of
+        the code, so they are not saved with the weights (and a GHN built on ``meta`` and then
+        loaded with ``assign=True`` calls this to get real ones)."""
+        dev = self.chan.weight.device
+        self.register_buffer("chan_vocab", torch.tensor(channel_vocab(), device=dev),
+                             persistent=False)
+        self.register_buffer("spatial_vocab", torch.tensor(spatial_vocab(), device=dev),
+                             persistent=False)
 
     def forward(self, node_shape: torch.Tensor) -> torch.Tensor:
         shape = node_shape.long()

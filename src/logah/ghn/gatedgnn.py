@@ -33,17 +33,26 @@ def longest_path_levels(edge_index: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class _Messages(MessagePassing):
-    """Sum over incoming edges of ``MLP(h_source) * weight``."""
+    """m_v = sum over real edges of MLP(h_u) + sum over virtual edges of MLP_ve(h_u) * weight.
+
+    The edges come real first, then virtual (``n_real`` of them real), so one propagate (one
+    scatter) serves both kinds.
+    """
 
     def __init__(self, hid: int, hidden: int) -> None:
         super().__init__(aggr="add", node_dim=0)
         self.mlp = nn.Sequential(nn.Linear(hid, hidden), nn.ReLU(), nn.Linear(hidden, hid), nn.ReLU())
+        self.mlp_ve = nn.Sequential(nn.Linear(hid, hidden), nn.ReLU(), nn.Linear(hidden, hid),
+                                    nn.ReLU())
 
-    def forward(self, h: torch.Tensor, edge_index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return self.propagate(edge_index, x=h, weight=weight, size=(h.shape[0], h.shape[0]))
+    def forward(self, h: torch.Tensor, edge_index: torch.Tensor, weight: torch.Tensor,
+                n_real: int) -> torch.Tensor:
+        return self.propagate(edge_index, x=h, weight=weight, n_real=n_real,
+                              size=(h.shape[0], h.shape[0]))
 
-    def message(self, x_j: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return self.mlp(x_j) * weight.unsqueeze(-1)
+    def message(self, x_j: torch.Tensor, weight: torch.Tensor, n_real: int) -> torch.Tensor:
+        return torch.cat([self.mlp(x_j[:n_real]),
+                          self.mlp_ve(x_j[n_real:]) * weight[n_real:].unsqueeze(-1)])
 
 
 class GatedGNN(nn.Module):
@@ -52,19 +61,27 @@ class GatedGNN(nn.Module):
     def __init__(self, hid: int, rounds: int = 1) -> None:
         super().__init__()
         self.rounds = rounds
-        self.msg = _Messages(hid, hid // 2)  # real (1-hop) edges
-        self.msg_ve = _Messages(hid, hid // 2)  # virtual edges, scaled by 1 / distance
+        self.msg = _Messages(hid, hid // 2)
         self.gru = nn.GRUCell(hid, hid)
 
     def _sweep(self, h: torch.Tensor, real: torch.Tensor, ve: torch.Tensor, ve_w: torch.Tensor,
                level: torch.Tensor) -> torch.Tensor:
         """Update nodes level by level; ``real``/``ve`` edges point from predecessor to node."""
-        ones = h.new_ones(real.shape[1])
-        for lvl in range(1, int(level.max()) + 1 if level.numel() else 0):
+        # Edges grouped by their target's level, real before virtual within a level.
+        edges = torch.cat([real, ve], dim=1)
+        weight = torch.cat([h.new_ones(real.shape[1]), ve_w])
+        is_ve = torch.cat([torch.zeros(real.shape[1], dtype=torch.long, device=h.device),
+                           torch.ones(ve.shape[1], dtype=torch.long, device=h.device)])
+        order = torch.argsort(level[edges[1]] * 2 + is_ve, stable=True)
+        edges, weight, is_ve = edges[:, order], weight[order], is_ve[order]
+        lvl_of_edge = level[edges[1]]
+        bounds = torch.searchsorted(lvl_of_edge, torch.arange(int(level.max()) + 2,
+                                                              device=h.device)).tolist()
+        for lvl in range(1, len(bounds) - 1):
             nodes = (level == lvl).nonzero().squeeze(1)
-            r_sel = level[real[1]] == lvl
-            v_sel = level[ve[1]] == lvl
-            m = self.msg(h, real[:, r_sel], ones[r_sel]) + self.msg_ve(h, ve[:, v_sel], ve_w[v_sel])
+            lo, hi = bounds[lvl], bounds[lvl + 1]
+            n_real = int((is_ve[lo:hi] == 0).sum())
+            m = self.msg(h, edges[:, lo:hi], weight[lo:hi], n_real)
             h = h.index_copy(0, nodes, self.gru(m[nodes], h[nodes]))
         return h
 

@@ -104,6 +104,10 @@ class GHN(nn.Module):
         if isinstance(self.encoder, Graphormer):
             self.encoder.edge_bias.reset_table()
 
+    def _restore_buffers(self) -> None:
+        """After ``load_state_dict(assign=True)`` into a meta-built GHN: real vocabulary buffers."""
+        self.embed.shape_embed.reset_vocab()
+
     @property
     def device(self) -> torch.device:
         return self.embed.type_embed.weight.device

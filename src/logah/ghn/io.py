@@ -1,0 +1,130 @@
+"""GHNs on disk: a directory with ``ghn.safetensors`` (weights) + ``ghn.json`` (resolved config).
+
+:func:`load_ghn` also accepts ``random:<preset>`` (a seeded random initialisation, for smoke tests
+and benchmarks) and a Lightning checkpoint written by ``logah train-ghn`` (``state_dict`` keys
+``ghn.<GHN keys>``, ``hyper_parameters["ghn"]`` = the GHN config as a dict). Loading is strict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from logah.config.errors import ConfigError, LogahError
+from logah.config.ghn import GHN_PRESETS, GHNConfig
+from logah.ghn.ghn import GHN
+from logah.utils.fs import atomic_path
+
+GHN_WEIGHTS = "ghn.safetensors"
+GHN_CONFIG = "ghn.json"
+FORMAT = "logah-ghn"
+RANDOM_PREFIX = "random:"
+
+
+class GHNLoadError(LogahError):
+    """A GHN file or directory is missing, unreadable or does not match its config."""
+
+
+def save_ghn(ghn: GHN, path: str | os.PathLike) -> Path:
+    """Write ``path/ghn.safetensors`` + ``path/ghn.json`` (atomically, as one directory)."""
+    out = Path(path)
+    meta = {"format": FORMAT, "version": 1, "config": ghn.config.to_dict(),
+            "num_params": ghn.num_params()}
+    with atomic_path(out, is_dir=True) as tmp:
+        state = {k: v.detach().to("cpu").contiguous() for k, v in ghn.state_dict().items()}
+        save_file(state, str(tmp / GHN_WEIGHTS), metadata={"format": FORMAT})
+        (tmp / GHN_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def load_ghn(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+             seed: int = 0) -> GHN:
+    """A GHN from ``random:<preset>``, a :func:`save_ghn` directory (or its ``ghn.safetensors``),
+    or a Lightning ``.ckpt`` from ``logah train-ghn``. Returned in eval mode.
+
+    Raises:
+        GHNLoadError: naming the path and what is wrong (missing file, no GHN config, weights
+            that do not match the config).
+    """
+    src = str(path)
+    if src.startswith(RANDOM_PREFIX):
+        preset = src[len(RANDOM_PREFIX):]
+        if preset not in GHN_PRESETS:
+            raise GHNLoadError(f"--ghn {src}: unknown preset {preset!r} "
+                               f"(valid: {', '.join(GHN_PRESETS)})")
+        return GHN(GHNConfig(preset=preset), seed=seed).to(map_location).eval()
+    p = Path(src)
+    if not p.exists():
+        raise GHNLoadError(f"{p}: no such file or directory")
+    if p.is_dir() or p.suffix == ".safetensors":
+        cfg, state = _read_dir(p if p.is_dir() else p.parent)
+    else:
+        cfg, state = _read_checkpoint(p)
+    return _instantiate(cfg, state, str(p)).to(map_location).eval()
+
+
+def _read_dir(d: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    cfg_file, weights = d / GHN_CONFIG, d / GHN_WEIGHTS
+    for f in (cfg_file, weights):
+        if not f.is_file():
+            raise GHNLoadError(f"{f}: no such file (a GHN directory holds {GHN_CONFIG} and "
+                               f"{GHN_WEIGHTS})")
+    try:
+        meta = json.loads(cfg_file.read_text())
+        cfg = meta["config"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise GHNLoadError(f"{cfg_file}: not a GHN config file ({e})") from None
+    try:
+        state = load_file(str(weights))
+    except Exception as e:  # safetensors raises its own SafetensorError(Exception)
+        raise GHNLoadError(f"{weights}: cannot read safetensors ({e})") from None
+    return cfg, state
+
+
+def _read_checkpoint(p: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # Lightning may pickle objects the safe loader refuses (e.g. omegaconf containers in the
+        # hyper-parameters); a checkpoint the user points us at is trusted like Lightning does.
+        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise GHNLoadError(f"{p}: cannot read checkpoint ({str(e).splitlines()[0]})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise GHNLoadError(f"{p}: not a Lightning checkpoint (no 'state_dict')")
+    cfg = (ckpt.get("hyper_parameters") or {}).get("ghn")
+    if cfg is None:
+        raise GHNLoadError(f"{p}: checkpoint has no hyper_parameters['ghn'] (the GHN config)")
+    state = {k[len("ghn."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("ghn.")}
+    if not state:
+        raise GHNLoadError(f"{p}: checkpoint state_dict has no 'ghn.*' weights")
+    return dict(cfg), state
+
+
+def _instantiate(cfg_dict: dict[str, Any], state: dict[str, torch.Tensor], source: str) -> GHN:
+    try:
+        cfg = GHNConfig.from_dict(dict(cfg_dict)).resolved()
+    except ConfigError as e:
+        raise GHNLoadError(f"{source}: {e}") from None
+    if cfg.n_types is None and "embed.type_embed.weight" in state:
+        cfg.n_types = int(state["embed.type_embed.weight"].shape[0])
+    with torch.device("meta"):  # no init work: every tensor is replaced by the stored one
+        ghn = GHN(cfg)
+    expected = {k: tuple(v.shape) for k, v in ghn.state_dict().items()}
+    problems = [f"missing {k}" for k in expected if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in expected]
+    problems += [f"{k}: shape {list(state[k].shape)} != {list(s)}" for k, s in expected.items()
+                 if k in state and tuple(state[k].shape) != s]
+    if problems:
+        shown = "; ".join(problems[:6]) + (f"; ... ({len(problems)} in all)" if len(problems) > 6
+                                           else "")
+        raise GHNLoadError(f"{source}: weights do not match the GHN config: {shown}")
+    ghn.load_state_dict(state, strict=True, assign=True)
+    ghn._restore_buffers()
+    return ghn

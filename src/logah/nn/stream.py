@@ -1,0 +1,164 @@
+"""Streaming safetensors: write a file tensor by tensor, holding one tensor in memory at a time.
+
+The safetensors header (names, dtypes, shapes, byte offsets) is written first from the known
+shapes, then each tensor's bytes in header order. :func:`stream_export_hf` converts a written
+``model.safetensors`` into a Hugging Face directory the same way, one group of tensors (one block)
+at a time, so exporting a model never holds the whole model in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import struct
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+from safetensors import safe_open
+
+from logah.config.errors import LogahError
+from logah.config.specs import ModelSpec
+from logah.utils.fs import atomic_path
+
+_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+           torch.int64: "I64", torch.int32: "I32"}
+
+
+class StreamWriteError(LogahError):
+    """A streamed tensor does not match the header written up front."""
+
+
+class SafetensorsStreamWriter:
+    """Write a safetensors file whose tensors arrive one at a time, in a fixed order.
+
+    Usage::
+
+        with SafetensorsStreamWriter(path, {"a": (2, 3), "b": (4,)}) as w:
+            w.write("a", ta)
+            w.write("b", tb)
+
+    The file appears atomically at ``path`` when the block exits without error.
+
+    Args:
+        path: destination file.
+        shapes: name -> shape, in the order the tensors will be written.
+        dtype: the dtype of every tensor (tensors are converted to it).
+        metadata: string -> string pairs stored in the header.
+    """
+
+    def __init__(self, path: str | os.PathLike, shapes: Mapping[str, Iterable[int]],
+                 dtype: torch.dtype = torch.float32, metadata: dict[str, str] | None = None) -> None:
+        self.path, self.dtype = Path(path), dtype
+        self.shapes = {n: tuple(int(d) for d in s) for n, s in shapes.items()}
+        self._order = list(self.shapes)
+        self._next = 0
+        self._file: BinaryIO | None = None
+        self._atomic = None
+        size = torch.empty((), dtype=dtype).element_size()
+        header: dict = {"__metadata__": dict(metadata)} if metadata else {}
+        offset = 0
+        for name, shape in self.shapes.items():
+            nbytes = math.prod(shape) * size
+            header[name] = {"dtype": _DTYPES[dtype], "shape": list(shape),
+                            "data_offsets": [offset, offset + nbytes]}
+            offset += nbytes
+        raw = json.dumps(header, separators=(",", ":")).encode()
+        self._header = raw + b" " * (-len(raw) % 8)  # data starts 8-byte aligned
+
+    def __enter__(self) -> SafetensorsStreamWriter:
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        self._file = open(tmp, "wb")  # noqa: SIM115 (closed in __exit__)
+        self._file.write(struct.pack("<Q", len(self._header)) + self._header)
+        return self
+
+    def write(self, name: str, tensor: torch.Tensor) -> None:
+        """Append the next tensor (must be the next name in order, with its declared shape)."""
+        if self._next >= len(self._order):
+            raise StreamWriteError(f"{self.path}: unexpected extra tensor {name!r}")
+        expected = self._order[self._next]
+        if name != expected:
+            raise StreamWriteError(f"{self.path}: got tensor {name!r}, expected {expected!r}")
+        if tuple(tensor.shape) != self.shapes[name]:
+            raise StreamWriteError(f"{self.path}: tensor {name!r} has shape "
+                                   f"{list(tensor.shape)}, header says {list(self.shapes[name])}")
+        t = tensor.detach().to(device="cpu", dtype=self.dtype).contiguous()
+        if t.dtype == torch.bfloat16:  # numpy has no bfloat16: write the raw 16-bit words
+            t = t.view(torch.int16)
+        self._file.write(memoryview(t.numpy()).cast("B"))  # no copy of the tensor's bytes
+        self._next += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        ok = exc_type is None and self._next == len(self._order)
+        self._file.close()
+        if exc_type is None and not ok:
+            missing = self._order[self._next]
+            err = StreamWriteError(f"{self.path}: closed before tensor {missing!r} was written")
+            self._atomic.__exit__(type(err), err, None)
+            raise err
+        self._atomic.__exit__(exc_type, exc, tb)
+
+
+def _groups(names: list[str]) -> list[list[str]]:
+    """Consecutive names grouped by block (``blocks.{i}.``); any other name is its own group."""
+    out: list[list[str]] = []
+    last = None
+    for n in names:
+        m = re.match(r"blocks\.\d+\.", n)
+        key = m.group(0) if m else n
+        if out and key == last:
+            out[-1].append(n)
+        else:
+            out.append([n])
+        last = key
+    return out
+
+
+def stream_export_hf(spec: ModelSpec, weights: str | os.PathLike,
+                     out_dir: str | os.PathLike) -> Path:
+    """Convert our ``model.safetensors`` into an HF directory, one block at a time.
+
+    Same result as :func:`logah.nn.hf.export_hf` (which takes a state dict in memory).
+
+    Raises:
+        HFConversionError: non-standard dims (nothing is written).
+    """
+    from logah.nn.hf import HF_CONFIG_FILE, HF_WEIGHTS_FILE, hf_config_dict, to_hf_state_dict
+
+    config = hf_config_dict(spec, torch.float32)  # raises for non-standard dims
+    with safe_open(str(weights), framework="pt") as f:
+        names = list(f.keys())
+        meta = {n: torch.empty(f.get_slice(n).get_shape(), device="meta") for n in names}
+        order = [n for n in _param_order(spec) if n in meta]
+        hf_shapes = {k: tuple(v.shape) for k, v in to_hf_state_dict(spec, meta).items()}
+        plan = []
+        for group in _groups(order):
+            # HF tensors built from this group: convert with the group real-but-empty, the rest
+            # on meta; an entry whose inputs are all in the group comes out as a real tensor.
+            probe = dict(meta)
+            probe.update({n: torch.zeros(1).expand(meta[n].shape) for n in group})
+            produced = [k for k, v in to_hf_state_dict(spec, probe).items() if not v.is_meta]
+            plan.append((group, produced))
+        out = Path(out_dir)
+        with atomic_path(out, is_dir=True) as tmp:
+            (tmp / HF_CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            order_hf = [k for _, produced in plan for k in produced]
+            with SafetensorsStreamWriter(tmp / HF_WEIGHTS_FILE, {k: hf_shapes[k] for k in order_hf},
+                                         metadata={"format": "pt"}) as w:
+                for group, produced in plan:
+                    state = dict(meta)
+                    state.update({n: f.get_tensor(n) for n in group})
+                    converted = to_hf_state_dict(spec, state)
+                    for k in produced:
+                        w.write(k, converted[k])
+    return out
+
+
+def _param_order(spec: ModelSpec) -> list[str]:
+    from logah.nn.build import param_shapes
+
+    return list(param_shapes(spec))
