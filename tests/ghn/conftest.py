@@ -39,3 +39,12 @@ def _one_thread():
     badly when another process holds a core (10x slower than one thread). Restored by the root
     conftest."""
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def transformers():
+    """The ``transformers`` module (test extra), offline, progress bars off."""
+    tf = pytest.importorskip("transformers")
+    tf.utils.logging.disable_progress_bar()
+    tf.utils.logging.set_verbosity_error()
+    return tf
