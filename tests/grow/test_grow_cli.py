@@ -49,6 +49,12 @@ def test_cli_round_trip_in_a_subprocess(source, tmp_path):
     assert max_diff(logits(spec, grown, x), logits(GPT2, state, x)) <= TOL
     hf = load_state(out / HF_DIR)  # standard dims: a Hugging Face export beside it
     assert all(torch.equal(hf[n], grown[n]) for n in grown)
+    # ... which is itself a valid --from (spec read from its config.json)
+    assert main(["grow", "--from", str(out / HF_DIR), "--to", "d_mlp=120",
+                 "--out", str(tmp_path / "again")]) == 0
+    again = read_spec(tmp_path / "again")
+    assert (again.d_mlp, again.n_layer, again.ln_eps) == (120, 3, spec.ln_eps)
+    assert max_diff(logits(again, load_state(tmp_path / "again"), x), logits(GPT2, state, x)) <= TOL
 
 
 def test_cli_vit_with_a_plan_file_and_a_bare_safetensors(tmp_path, capsys):
