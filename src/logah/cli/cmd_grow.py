@@ -2,7 +2,8 @@
 
     logah grow --from runs/w --to gpt2-mini --out runs/w-grown
     logah grow --from runs/w --to n_layer=4,d_model=128 --out runs/w-grown --seed 1
-    logah grow --from model.safetensors --spec gpt2-tiny --plan conf/grow/plan.yaml --out DIR
+    logah grow --from model.safetensors --spec gpt2-tiny \
+        --plan conf/grow/gpt2-tiny-more-heads.yaml --out DIR
 
 The steps are derived from the target dims (``--to``), or read from a YAML plan (``--plan``; with
 both, the plan must end at ``--to``). The output is a weights directory (``model.safetensors`` +
