@@ -107,8 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warm-calls", type=int, default=5,
                     help="rebuilds per process after the first")
     args, _ = ap.parse_known_args(argv)  # tolerate options run_all passes to every benchmark
+    load_before = os.getloadavg()[0]
     records = measure(args.repeats, args.warm_calls)
+    load_after = os.getloadavg()[0]
     print(table(records))
+    print(f"1-min load average {load_before:.1f} before, {load_after:.1f} after "
+          f"({os.cpu_count()} CPUs): timings on a busy machine are inflated")
     for r in records:
         target = TARGET_S.get(r["case"])
         if target is not None:
@@ -118,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     payload = dict(
         description="graph_for_spec on one CPU core: cold = first call in a fresh process, warm = "
                     "later rebuilds; ref_* = reference LoGAH Graph_LLM/Graph, same kind of machine",
-        cpu_count=os.cpu_count(), repeats=args.repeats, records=records,
+        cpu_count=os.cpu_count(), load_avg_before=load_before, load_avg_after=load_after,
+        repeats=args.repeats, records=records,
     )
     atomic_write_text(OUT, json.dumps(payload, indent=2) + "\n")
     print(f"wrote {OUT.relative_to(ROOT)}")

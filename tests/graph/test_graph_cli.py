@@ -39,9 +39,13 @@ def test_graph_overrides_cutoff_and_node_list(capsys):
     (["graph", "gpt9"], "gpt9"),
     (["graph", "gpt2-tiny", "model.d_modl=3"], "d_modl"),
     (["graph", "gpt2-tiny", "--cutoff", "0"], "--cutoff"),
+    (["graph", "gpt2-tiny", "--out", "x.jpgx"], "--out"),
 ])
-def test_bad_input_is_one_error_line(args, culprit, capsys, tmp_path):
-    assert main([*args, "--out", str(tmp_path / "x.png")]) == 2
+def test_bad_input_is_one_error_line(args, culprit, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if "--out" not in args:
+        args = [*args, "--out", "x.png"]
+    assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and culprit in err and "\n" not in err
     assert not list(tmp_path.iterdir())

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from logah.cli.main import add_config_args
+
+FORMATS = (".png", ".pdf", ".svg")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from logah.config.model import ModelConfig, resolve_spec
     from logah.graph import DEFAULT_VE_CUTOFF, PRIMITIVES, graph_for_spec
 
+    if args.out and Path(args.out).suffix.lower() not in FORMATS:
+        raise ConfigError(f"--out: {args.out!r} must end in one of {', '.join(FORMATS)}")
     overrides = [o.removeprefix("model.") for o in args.overrides]
     cfg = load_config(ModelConfig, args.config, [f"arch={args.arch}", *overrides])
     spec = resolve_spec(cfg)
