@@ -84,8 +84,8 @@ def test_yaml_list_at_top_level_is_rejected(tmp_path):
 
 def test_bad_key_inside_yaml_is_named(tmp_path):
     f = tmp_path / "run.yaml"
-    f.write_text("optim:\n  lr: 0.1\n  nesterov: true\n")
-    assert _error(config_file=f).startswith("optim.nesterov: unknown key")
+    f.write_text("optim:\n  lr: 0.1\n  nesterof: true\n")
+    assert _error(config_file=f).startswith("optim.nesterof: unknown key")
     f.write_text("model:\n  arch: gpt9\n")
     assert _error(config_file=f).startswith("model.arch:")
 

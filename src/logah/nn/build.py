@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -32,7 +34,7 @@ def build_model(
         init: ``default`` (GPT-2: N(0, 0.02), residual projections N(0, 0.02/sqrt(2 n_layer));
             ViT: truncated normal std 0.02) or ``orthogonal``.
     """
-    with torch.device("meta"):
+    with torch.device("meta"), _skip_reset_parameters():
         model = _FAMILIES[spec.family](spec)
     if dtype is not None:
         model = model.to(dtype=dtype)
@@ -43,6 +45,27 @@ def build_model(
     gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
     init_weights(model, init, gen)
     return model
+
+
+# Modules whose constructors call reset_parameters(). On meta tensors those inits are pure waste,
+# and the first one costs ~4 s because meta `normal_` lazily imports torch._dynamo. Every parameter
+# is (re)initialised by init_weights anyway, so construction skips them.
+_RESETTABLE = tuple(
+    next(c for c in cls.__mro__ if "reset_parameters" in c.__dict__)  # the defining class
+    for cls in (nn.Linear, nn.Embedding, nn.LayerNorm, nn.Conv2d)
+)
+
+
+@contextlib.contextmanager
+def _skip_reset_parameters() -> Iterator[None]:
+    saved = {cls: cls.__dict__["reset_parameters"] for cls in _RESETTABLE}
+    try:
+        for cls in _RESETTABLE:
+            cls.reset_parameters = lambda self: None
+        yield
+    finally:
+        for cls, fn in saved.items():
+            cls.reset_parameters = fn
 
 
 @torch.no_grad()
