@@ -16,6 +16,7 @@ from logah.graph import (
     DEFAULT_VE_CUTOFF, ArchGraph, batch_graphs, build_graph, clear_cache, graph_for_spec,
     graph_hash, meta_model,
 )
+from logah.nn import build_model
 
 
 def test_batch_offsets_node_indices():
@@ -67,6 +68,8 @@ def test_cache_keyed_by_spec_and_cutoff():
     a.node_type = a.node_type + 1
     assert torch.equal(graph_for_spec(spec).node_type, b.node_type)
     assert graph_hash(graph_for_spec(spec)) == graph_hash(build_graph(meta_model(spec)))
+    # a materialised model gives the same graph as its meta twin
+    assert graph_hash(build_graph(build_model(spec, seed=0))) == graph_hash(b)
 
 
 _HASHES = """
