@@ -9,7 +9,6 @@ from collections import Counter, OrderedDict
 import numpy as np
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 from torch_geometric.data import Batch, Data
 
 from logah.config.specs import ModelSpec
@@ -109,29 +108,11 @@ def build_graph(model: nn.Module, cutoff: int = DEFAULT_VE_CUTOFF,
     )
 
 
-class _SkipMetaInit(TorchFunctionMode):
-    """Make in-place initialisers no-ops on meta tensors while a model is constructed.
-
-    They have nothing to compute there, and some (``normal_``) dispatch to a Python reference that
-    imports ``torch._dynamo`` on first use: over 1 s of a cold graph build.
-    """
-
-    _INIT = {torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.fill_, torch.Tensor.zero_,
-             torch.Tensor.copy_, torch.Tensor.erfinv_, torch.Tensor.mul_, torch.Tensor.add_,
-             torch.Tensor.clamp_, torch.Tensor.random_, torch.Tensor.exponential_}
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in self._INIT and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
-            return args[0]
-        return func(*args, **(kwargs or {}))
-
-
 def meta_model(spec: ModelSpec) -> nn.Module:
-    """The model of ``spec`` on the meta device (no memory, no initialisation work)."""
+    """The model of ``spec`` on the meta device (no memory; ``build_model`` skips init on meta)."""
     from logah.nn import build_model
 
-    with _SkipMetaInit():
-        return build_model(spec, device="meta")
+    return build_model(spec, device="meta")
 
 
 _cache: OrderedDict[tuple[str, int], ArchGraph] = OrderedDict()

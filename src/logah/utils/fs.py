@@ -26,6 +26,10 @@ def atomic_path(dest: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         fd, name = tempfile.mkstemp(prefix=prefix, dir=dest.parent)
         os.close(fd)
         tmp = Path(name)
+        # mkstemp creates 0600; give the final file the usual permissions (0666 minus umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
         if is_dir:
