@@ -63,3 +63,21 @@ def test_node_embedding_sees_type_and_shape() -> None:
     torch.testing.assert_close(h[0], h[1])  # 770 maps to the nearest vocabulary entry, 768
     assert not torch.allclose(h[0], h[2])
     assert 50257 in channel_vocab() and 768 in channel_vocab()
+
+
+def test_dense_attention_equals_message_passing(tiny_graphs) -> None:
+    from logah.graph import batch_graphs
+
+    torch.manual_seed(0)
+    batch = batch_graphs([*tiny_graphs, graph_for_spec(get_preset("vit-mini"))])
+    enc = Graphormer(hid=16, layers=2, heads=4)
+    x = torch.randn(batch.num_nodes, 16, requires_grad=True)
+    outs, grads = [], []
+    for dense in (False, True):
+        enc.dense = dense
+        out = enc(x, batch)
+        (g,) = torch.autograd.grad(out.square().sum(), x)
+        outs.append(out)
+        grads.append(g)
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-4)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +43,23 @@ def _std_scale(std: torch.Tensor, std_target: torch.Tensor, scale: torch.Tensor)
     return torch.where(use_std, std_target / (std.to(std_target.dtype) + EPS), scale)
 
 
-class _WarnOnce:
-    """Log one warning per tiled shape and decoder (GHN-3 tiles almost every GPT-2 tensor)."""
+def _to_4d(w: torch.Tensor, shape4: tuple[int, int, int, int]) -> torch.Tensor:
+    """(..., co*kh, ci*kw) -> (..., co, ci, kh, kw): rows are (co, kh), columns (ci, kw), as the
+    reference reshapes them (then swaps kh and ci)."""
+    co, ci, kh, kw = shape4
+    w = w.view(*w.shape[:-2], co, kh, ci, kw)
+    return w.transpose(-3, -2) if kh * kw > 1 else w.view(*w.shape[:-4], co, ci, kh, kw)
+
+
+class _DecoderBase:
+    """Shared by both decoders: streaming preparation and once-per-shape tiling messages."""
+
+    def prepare_nd(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
+                   std_target: torch.Tensor, scale: torch.Tensor,
+                   classifier: bool = False) -> Callable[[int], torch.Tensor]:
+        """A function ``take(j)`` -> item j of ``decode_nd(x, ...)`` (one item at a time)."""
+        return lambda j: self.decode_nd(x[j:j + 1], shape4, std_target[j:j + 1],
+                                        scale[j:j + 1], classifier)[0]
 
     _tile_level = logging.WARNING
 
@@ -56,7 +72,7 @@ class _WarnOnce:
                     "x".join(map(str, block)))
 
 
-class LowRankDecoder(_WarnOnce, nn.Module):
+class LowRankDecoder(_DecoderBase, nn.Module):
     """LoGAH: x -> MLP -> seeds (2r, r) -> shared Linear(r, K) -> factors A, B -> W = A B.
 
     ``layout='view'`` (default, the reference's computation): the (2r, K) output Y is read as a
@@ -125,22 +141,41 @@ class LowRankDecoder(_WarnOnce, nn.Module):
     def decode_nd(self, x: torch.Tensor, shape4: tuple[int, int, int, int], std_target: torch.Tensor,
                   scale: torch.Tensor, classifier: bool = False) -> torch.Tensor:
         co, ci, kh, kw = shape4
-        m, n = co * kh, ci * kw  # rows = out channels x kernel, cols = in channels x kernel
-        s = self.seeds(x)
-        if self.capacity(m, n):
-            a, b = self.factors(s, m, n)
-            mult = _std_scale(lowrank_std(a, b), std_target, scale)
-            w = torch.matmul(a * mult[:, None, None], b)  # (g, m, n): the one full-size op
+        factors = self._scaled_factors(x, shape4, std_target, scale)
+        if factors is not None:
+            w = torch.matmul(*factors)  # (g, m, n): the one full-size op
         else:
+            m, n = co * kh, ci * kw
             bm, bn = min(m, self.K), min(n, self.K)
             self._warn((m, n), (bm, bn))
-            a, b = self.factors(s, bm, bn)
+            a, b = self.factors(self.seeds(x), bm, bn)
             w = tile(torch.matmul(a, b), m, n)
             mult = _std_scale(w.flatten(1).std(dim=1), std_target, scale)
             w = w * mult[:, None, None]
-        # (g, co*kh, ci*kw) -> (g, co, kh, ci, kw) -> (g, co, ci, kh, kw) (the reference's layout)
-        w = w.view(-1, co, kh, ci, kw)
-        return w.permute(0, 1, 3, 2, 4) if kh * kw > 1 else w.view(-1, co, ci, kh, kw)
+        return _to_4d(w, shape4)
+
+    def prepare_nd(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
+                   std_target: torch.Tensor, scale: torch.Tensor,
+                   classifier: bool = False) -> Callable[[int], torch.Tensor]:
+        """Streaming: the small per-item work (seeds, factors, std) for the whole group at once;
+        ``take(j)`` then does item j's one full-size product."""
+        factors = self._scaled_factors(x, shape4, std_target, scale)
+        if factors is None:
+            return super().prepare_nd(x, shape4, std_target, scale, classifier)
+        a, b = factors
+        return lambda j: _to_4d(torch.matmul(a[j], b[j]), shape4)
+
+    def _scaled_factors(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
+                        std_target: torch.Tensor, scale: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(A * multiplier, B) for the group, or None when the shape needs tiling."""
+        co, ci, kh, kw = shape4
+        m, n = co * kh, ci * kw  # rows = out channels x kernel, cols = in channels x kernel
+        if not self.capacity(m, n):
+            return None
+        a, b = self.factors(self.seeds(x), m, n)
+        mult = _std_scale(lowrank_std(a, b), std_target, scale)
+        return a * mult[:, None, None], b
 
     def decode_1d(self, x: torch.Tensor, c: int, classifier: bool = False) -> torch.Tensor:
         s = self.seeds(x)
@@ -168,7 +203,7 @@ def lowrank_std(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return var.clamp(min=0).sqrt()
 
 
-class TiledDecoder(_WarnOnce, nn.Module):
+class TiledDecoder(_DecoderBase, nn.Module):
     """GHN-3's dense decoder (GHN-2 with ``crop='corner'``), tiled beyond its block size C.
 
     x -> Linear(hid, 4 hid s s) + ReLU -> (4 hid, s, s) -> k x k crop (centre: GHN-3; top-left:

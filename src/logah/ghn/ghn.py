@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -199,12 +199,35 @@ class GHN(nn.Module):
     def predict(self, graph: Data) -> Iterator[tuple[str, torch.Tensor]]:
         """Stream ``(name, tensor)`` for every parameter of one graph, one tensor at a time.
 
-        The encoder runs once; each tensor is decoded only when the iterator reaches it, so a
-        caller that writes and drops each tensor holds about one tensor at a time.
+        The encoder runs once. When the iterator first reaches a shape, the small per-node work
+        of every node of that shape is done at once (low-rank: seeds, factors, std — a few
+        percent of the target's size in all); each tensor's one full-size product happens only
+        when the iterator reaches it, so a caller that writes and drops each tensor holds about
+        one tensor at a time.
         """
         batch = as_batch(graph)
         (items,) = self.plan(batch)
         h = self.node_embeddings(batch.to(self.device))
+        groups: dict[tuple, list[Item]] = {}
+        for it in items:
+            groups.setdefault(it.key, []).append(it)
+        ready: dict[tuple, tuple[dict[str, int], Callable[[int], torch.Tensor]]] = {}
         with self._no_autocast():
             for it in items:
-                yield it.name, self._decode(h[it.node:it.node + 1], it.key, [it])[0]
+                if it.key not in ready:
+                    ready[it.key] = self._prepare(h, it.key, groups[it.key])
+                index, take = ready[it.key]
+                yield it.name, take(index[it.name])
+
+    def _prepare(self, h: torch.Tensor, key: tuple, items: Sequence[Item]
+                 ) -> tuple[dict[str, int], Callable[[int], torch.Tensor]]:
+        kind, size, classifier = key
+        x = h[torch.tensor([it.node for it in items], device=h.device)]
+        index = {it.name: j for j, it in enumerate(items)}
+        if kind == "1d":
+            v = self.decoder.decode_1d(x, size, classifier)  # (g, 2, c), tiny
+            return index, lambda j: apply_1d(v[j:j + 1], items[j].rule)[0]
+        std = x.new_tensor([it.rule.std_target for it in items])
+        scale = x.new_tensor([it.rule.scale for it in items])
+        take = self.decoder.prepare_nd(x, size, std, scale, classifier)
+        return index, lambda j: take(j).reshape(items[j].shape)
