@@ -9,7 +9,12 @@ from safetensors.torch import load_file
 from logah.config import get_preset
 from logah.nn import build_model
 from logah.nn.hf import export_hf
-from logah.nn.stream import SafetensorsStreamWriter, StreamWriteError, stream_export_hf
+from logah.nn.stream import (
+    SafetensorsReader,
+    SafetensorsStreamWriter,
+    StreamWriteError,
+    stream_export_hf,
+)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -22,9 +27,11 @@ def test_writer_output_is_a_standard_safetensors_file(tmp_path, dtype) -> None:
             w.write(n, t)
     back = load_file(str(path))
     assert set(back) == set(tensors)
+    reader = SafetensorsReader(path)  # plain reads, no memory map
     for n, t in tensors.items():
         assert back[n].dtype == dtype
         torch.testing.assert_close(back[n], t.to(dtype))
+        assert torch.equal(reader.get_tensor(n), back[n])
 
 
 def test_writer_rejects_mismatches_and_leaves_nothing_half_written(tmp_path) -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import torch
-from safetensors import safe_open
 
 from logah.config.errors import LogahError
 from logah.config.specs import ModelSpec
@@ -103,6 +102,44 @@ class SafetensorsStreamWriter:
         self._atomic.__exit__(exc_type, exc, tb)
 
 
+class SafetensorsReader:
+    """Read single tensors of a safetensors file with plain reads (no memory map).
+
+    ``safetensors.safe_open`` maps the file: every page it touches stays resident *and counted in
+    the process's RSS* while the file is open, so reading a whole 3 GB file tensor by tensor would
+    still show 3 GB of RSS. Reading into a fresh tensor keeps only that tensor.
+    """
+
+    _TORCH = {v: k for k, v in _DTYPES.items()}
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        with open(self.path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+        header.pop("__metadata__", None)
+        self.header, self._start = header, 8 + size
+
+    def keys(self) -> list[str]:
+        return list(self.header)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.header[name]["shape"])
+
+    def get_tensor(self, name: str) -> torch.Tensor:
+        info = self.header[name]
+        dtype = self._TORCH[info["dtype"]]
+        out = torch.empty(info["shape"], dtype=dtype)
+        raw = out.view(torch.int16) if dtype == torch.bfloat16 else out
+        begin, end = info["data_offsets"]
+        with open(self.path, "rb") as f:
+            f.seek(self._start + begin)
+            buf = memoryview(raw.numpy()).cast("B") if out.numel() else memoryview(b"")
+            if f.readinto(buf) != end - begin:
+                raise StreamWriteError(f"{self.path}: truncated data for tensor {name!r}")
+        return out
+
+
 def _groups(names: list[str]) -> list[list[str]]:
     """Consecutive names grouped by block (``blocks.{i}.``); any other name is its own group."""
     out: list[list[str]] = []
@@ -130,31 +167,29 @@ def stream_export_hf(spec: ModelSpec, weights: str | os.PathLike,
     from logah.nn.hf import HF_CONFIG_FILE, HF_WEIGHTS_FILE, hf_config_dict, to_hf_state_dict
 
     config = hf_config_dict(spec, torch.float32)  # raises for non-standard dims
-    with safe_open(str(weights), framework="pt") as f:
-        names = list(f.keys())
-        meta = {n: torch.empty(f.get_slice(n).get_shape(), device="meta") for n in names}
-        order = [n for n in _param_order(spec) if n in meta]
-        hf_shapes = {k: tuple(v.shape) for k, v in to_hf_state_dict(spec, meta).items()}
-        plan = []
-        for group in _groups(order):
-            # HF tensors built from this group: convert with the group real-but-empty, the rest
-            # on meta; an entry whose inputs are all in the group comes out as a real tensor.
-            probe = dict(meta)
-            probe.update({n: torch.zeros(1).expand(meta[n].shape) for n in group})
-            produced = [k for k, v in to_hf_state_dict(spec, probe).items() if not v.is_meta]
-            plan.append((group, produced))
-        out = Path(out_dir)
-        with atomic_path(out, is_dir=True) as tmp:
-            (tmp / HF_CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-            order_hf = [k for _, produced in plan for k in produced]
-            with SafetensorsStreamWriter(tmp / HF_WEIGHTS_FILE, {k: hf_shapes[k] for k in order_hf},
-                                         metadata={"format": "pt"}) as w:
-                for group, produced in plan:
-                    state = dict(meta)
-                    state.update({n: f.get_tensor(n) for n in group})
-                    converted = to_hf_state_dict(spec, state)
-                    for k in produced:
-                        w.write(k, converted[k])
+    src = SafetensorsReader(weights)
+    meta = {n: torch.empty(src.shape(n), device="meta") for n in src.keys()}
+    order = [n for n in _param_order(spec) if n in meta]
+    hf_shapes = {k: tuple(v.shape) for k, v in to_hf_state_dict(spec, meta).items()}
+    plan = []
+    for group in _groups(order):
+        # HF tensors built from this group: convert with the group real-but-empty, the rest on
+        # meta; an entry whose inputs all lie in the group comes out as a real tensor.
+        probe = dict(meta)
+        probe.update({n: torch.zeros(1).expand(meta[n].shape) for n in group})
+        plan.append((group, [k for k, v in to_hf_state_dict(spec, probe).items() if not v.is_meta]))
+    out = Path(out_dir)
+    with atomic_path(out, is_dir=True) as tmp:
+        (tmp / HF_CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        order_hf = [k for _, produced in plan for k in produced]
+        with SafetensorsStreamWriter(tmp / HF_WEIGHTS_FILE, {k: hf_shapes[k] for k in order_hf},
+                                     metadata={"format": "pt"}) as w:
+            for group, produced in plan:
+                state = dict(meta)
+                state.update({n: src.get_tensor(n) for n in group})
+                converted = to_hf_state_dict(spec, state)
+                for k in produced:
+                    w.write(k, converted[k])
     return out
 
 
