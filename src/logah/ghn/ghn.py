@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -52,6 +53,23 @@ class Item:
         if len(self.shape) == 1:
             return ("1d", self.shape[0], self.classifier)
         return ("nd", shape4(self.shape), self.classifier)
+
+
+BIG = 1 << 20  # tensors at least this large use every intra-op thread for their product
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """Temporarily use at most ``n`` intra-op threads (never spans a ``yield`` of the caller)."""
+    old = torch.get_num_threads()
+    if n >= old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def as_batch(graphs: Data | Sequence[Data]) -> Batch:
@@ -205,19 +223,24 @@ class GHN(nn.Module):
         when the iterator reaches it, so a caller that writes and drops each tensor holds about
         one tensor at a time.
         """
-        batch = as_batch(graph)
-        (items,) = self.plan(batch)
-        h = self.node_embeddings(batch.to(self.device))
+        small = (lambda: _threads(1)) if self.device.type == "cpu" else contextlib.nullcontext
+        with small():  # small ops: one thread (no OpenMP start/barrier cost per op)
+            batch = as_batch(graph)
+            (items,) = self.plan(batch)
+            h = self.node_embeddings(batch.to(self.device))
         groups: dict[tuple, list[Item]] = {}
         for it in items:
             groups.setdefault(it.key, []).append(it)
         ready: dict[tuple, tuple[dict[str, int], Callable[[int], torch.Tensor]]] = {}
-        with self._no_autocast():
-            for it in items:
+        for it in items:
+            with self._no_autocast():
                 if it.key not in ready:
-                    ready[it.key] = self._prepare(h, it.key, groups[it.key])
+                    with small():
+                        ready[it.key] = self._prepare(h, it.key, groups[it.key])
                 index, take = ready[it.key]
-                yield it.name, take(index[it.name])
+                with small() if math.prod(it.shape) < BIG else contextlib.nullcontext():
+                    tensor = take(index[it.name])
+            yield it.name, tensor
 
     def _prepare(self, h: torch.Tensor, key: tuple, items: Sequence[Item]
                  ) -> tuple[dict[str, int], Callable[[int], torch.Tensor]]:
