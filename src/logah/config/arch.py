@@ -74,7 +74,8 @@ class ArchDataConfig:
         num_train: size of the fixed training set (drawn once from ``seed``; saved as
             ``archs.json`` in the run folder). Ignored with ``online``.
         online: draw a fresh architecture for every slot of every step instead of using a fixed set.
-        meta_batch: architectures per step on each rank (``m``); every one sees the same task batch.
+        meta_batch: architectures per step on each rank (``m``); every one sees the same task batch
+            (LoGAH: 1 per GPU, GHN-3: 8).
         num_heldout: held-out architectures from inside the training ranges (never trained on).
         num_beyond: held-out architectures outside them: half deeper than the deepest band,
             half wider than the widest band.
@@ -86,7 +87,7 @@ class ArchDataConfig:
     space: ArchSpaceConfig = field(default_factory=ArchSpaceConfig)
     num_train: int = 1000
     online: bool = False
-    meta_batch: int = 2
+    meta_batch: int = 1
     num_heldout: int = 6
     num_beyond: int = 4
     beyond_layers: int = 2
