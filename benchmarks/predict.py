@@ -154,7 +154,8 @@ def _table(results: list[dict]) -> str:
             f"{r['write']['peak_rss_mib']:9,.0f} "
             f"{r['ratios']['predict_peak_rss_vs_fp32_size']:8.2f} | "
             f"{ref.get('ghn_forward_cold_s', float('nan')):14.2f} "
-            f"{ref.get('init_s', float('nan')):10.2f} {ref.get('peak_rss_mib', float('nan')):8,.0f}")
+            f"{ref.get('init_s', float('nan')):10.2f} "
+            f"{ref.get('peak_rss_mib', float('nan')):8,.0f}")
     return "\n".join(lines)
 
 

@@ -17,7 +17,8 @@ def _naive_view(dec: LowRankDecoder, x: torch.Tensor, m: int, n: int) -> torch.T
     s = dec.seeds(x)
     y = s @ dec.expand.weight.t() + dec.expand.bias  # (g, 2r, K)
     pool = y.reshape(x.shape[0], 2 * dec.K, dec.r)
-    # B^T starts at pool row K (the reference); a factor wider than K borrows the other's spare rows.
+    # B^T starts at pool row K (the reference); a factor wider than K borrows the other's spare
+    # rows.
     start_b = min(max(dec.K, m), 2 * dec.K - n)
     return pool[:, :m] @ pool[:, start_b:start_b + n].transpose(1, 2)
 

@@ -37,7 +37,8 @@ def test_every_parameter_of_every_target_preset_has_its_shape_and_dtype() -> Non
         (params,) = ghn(graph_for_spec(spec))
         want = param_shapes(spec)
         assert list(params) == list(want), name
-        bad = [n for n, t in params.items() if tuple(t.shape) != want[n] or t.dtype != torch.float32]
+        bad = [n for n, t in params.items()
+               if tuple(t.shape) != want[n] or t.dtype != torch.float32]
         assert not bad, f"{name}: {bad[:3]}"
 
 

@@ -46,7 +46,8 @@ def test_lightning_checkpoint(tmp_path, tiny_graphs) -> None:
     cfg = ghn.config.to_dict() | {"n_types": None}  # as a trainer may store the resolved config
     torch.save({"state_dict": {f"ghn.{k}": v for k, v in ghn.state_dict().items()}
                 | {"other.thing": torch.zeros(1)},
-                "hyper_parameters": {"ghn": cfg, "gamma": 3e-5}, "epoch": 3}, tmp_path / "last.ckpt")
+                "hyper_parameters": {"ghn": cfg, "gamma": 3e-5}, "epoch": 3},
+               tmp_path / "last.ckpt")
     loaded = load_ghn(tmp_path / "last.ckpt")
     _same_predictions(ghn, loaded, tiny_graphs[0])
 

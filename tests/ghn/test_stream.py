@@ -49,7 +49,8 @@ def test_writer_rejects_mismatches_and_leaves_nothing_half_written(tmp_path) -> 
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("arch,tied", [("gpt2-tiny", True), ("gpt2-tiny", False), ("vit-tiny", None)])
+@pytest.mark.parametrize("arch,tied",
+                         [("gpt2-tiny", True), ("gpt2-tiny", False), ("vit-tiny", None)])
 def test_stream_export_hf_equals_the_in_memory_export(tmp_path, arch, tied) -> None:
     spec = get_preset(arch)
     if tied is not None:

@@ -1,4 +1,4 @@
-"""``logah predict --ghn GHN --arch PRESET --out DIR [model.key=value ...]``: predict a model's weights.
+"""``logah predict --ghn GHN --arch PRESET --out DIR [model.key=value ...]``: predict weights.
 
 ``--ghn`` takes ``random:<preset>`` (a seeded random GHN, for smoke tests and benchmarks), a GHN
 directory written by ``logah.ghn.io.save_ghn`` or a ``logah train-ghn`` checkpoint (``.ckpt``).
@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", required=True, metavar="PRESET",
                    help="target preset (see `logah models`); model.* overrides apply")
     p.add_argument("--out", required=True, metavar="DIR", help="output weights directory")
-    p.add_argument("--dtype", default="float32", choices=DTYPES, help="dtype of the written weights")
+    p.add_argument("--dtype", default="float32", choices=DTYPES,
+                   help="dtype of the written weights")
     p.add_argument("--hf", default="auto", choices=("auto", "yes", "no"),
                    help="also write DIR/hf (auto: when the dims are standard)")
     p.add_argument("--device", default="cpu", help="device the GHN runs on (cpu, cuda, ...)")
@@ -76,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
     shapes = param_shapes(spec)
     graph_shapes = dict(zip(graph.param_names, map(tuple, graph.param_shapes), strict=True))
     if graph_shapes != shapes:
-        raise LogahError(f"graph of {args.arch} lists {len(graph_shapes)} tensors but the model has "
-                         f"{len(shapes)} (or shapes differ): cannot predict every parameter")
+        raise LogahError(f"graph of {args.arch} lists {len(graph_shapes)} tensors but the model "
+                         f"has {len(shapes)} (or shapes differ): cannot predict every parameter")
     total = sum(math.prod(s) for s in shapes.values())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -76,7 +76,8 @@ class GHNConfig:
     Attributes:
         preset: one of :data:`GHN_PRESETS`.
         encoder: ``graphormer`` (GHN-3 / LoGAH) or ``gatedgnn`` (GHN-2).
-        hid: node-embedding width d. layers: encoder layers (GatedGNN: rounds). heads: attention heads.
+        hid: node-embedding width d. layers: encoder layers (GatedGNN: rounds).
+        heads: attention heads.
         decoder: ``lowrank`` (LoGAH) or ``tiled`` (GHN-3 dense decoder, tiled beyond max_shape).
         rank: low-rank r. max_width: K, width of the shared Linear(r, K); a tensor whose rows plus
             columns (channels x kernel) exceed 2K is tiled (see docs/ghn.md).
@@ -124,7 +125,7 @@ class GHNConfig:
             )
         base = {**_COMMON, **GHN_PRESETS[self.preset]}
         values = {
-            f.name: (getattr(self, f.name) if getattr(self, f.name) is not None else base.get(f.name))
+            f.name: base.get(f.name) if getattr(self, f.name) is None else getattr(self, f.name)
             for f in dataclasses.fields(self)
         }
         cfg = GHNConfig(**values)

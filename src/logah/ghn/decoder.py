@@ -138,8 +138,9 @@ class LowRankDecoder(_DecoderBase, nn.Module):
         return a, bt.transpose(1, 2)
 
     # ---- requests -------------------------------------------------------------------------------
-    def decode_nd(self, x: torch.Tensor, shape4: tuple[int, int, int, int], std_target: torch.Tensor,
-                  scale: torch.Tensor, classifier: bool = False) -> torch.Tensor:
+    def decode_nd(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
+                  std_target: torch.Tensor, scale: torch.Tensor,
+                  classifier: bool = False) -> torch.Tensor:
         co, ci, kh, kw = shape4
         factors = self._scaled_factors(x, shape4, std_target, scale)
         if factors is not None:
@@ -239,8 +240,9 @@ class TiledDecoder(_DecoderBase, nn.Module):
         o = (s - k) // 2 if self.crop == "centre" else 0
         return h[:, :, o:o + k, o:o + k]
 
-    def decode_nd(self, x: torch.Tensor, shape4: tuple[int, int, int, int], std_target: torch.Tensor,
-                  scale: torch.Tensor, classifier: bool = False) -> torch.Tensor:
+    def decode_nd(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
+                  std_target: torch.Tensor, scale: torch.Tensor,
+                  classifier: bool = False) -> torch.Tensor:
         co, ci, kh, kw = shape4
         k = max(kh, kw)
         h = F.relu(self.fc(x)).view(-1, 4 * self.hid, self.s, self.s)

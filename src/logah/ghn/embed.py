@@ -33,7 +33,8 @@ def nearest_index(values: torch.Tensor, vocab: torch.Tensor) -> torch.Tensor:
         values: LongTensor (...) of sizes >= 1.
         vocab: sorted LongTensor (V,).
     """
-    hi = torch.searchsorted(vocab, values.contiguous()).clamp(max=len(vocab) - 1)  # first entry >= value
+    # first entry >= value
+    hi = torch.searchsorted(vocab, values.contiguous()).clamp(max=len(vocab) - 1)
     lo = (hi - 1).clamp(min=0)
     take_lo = (values - vocab[lo]) < (vocab[hi] - values)
     return torch.where(take_lo, lo, hi)

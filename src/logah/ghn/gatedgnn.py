@@ -41,7 +41,8 @@ class _Messages(MessagePassing):
 
     def __init__(self, hid: int, hidden: int) -> None:
         super().__init__(aggr="add", node_dim=0)
-        self.mlp = nn.Sequential(nn.Linear(hid, hidden), nn.ReLU(), nn.Linear(hidden, hid), nn.ReLU())
+        self.mlp = nn.Sequential(nn.Linear(hid, hidden), nn.ReLU(), nn.Linear(hidden, hid),
+                                 nn.ReLU())
         self.mlp_ve = nn.Sequential(nn.Linear(hid, hidden), nn.ReLU(), nn.Linear(hidden, hid),
                                     nn.ReLU())
 

@@ -50,7 +50,8 @@ class SafetensorsStreamWriter:
     """
 
     def __init__(self, path: str | os.PathLike, shapes: Mapping[str, Iterable[int]],
-                 dtype: torch.dtype = torch.float32, metadata: dict[str, str] | None = None) -> None:
+                 dtype: torch.dtype = torch.float32,
+                 metadata: dict[str, str] | None = None) -> None:
         self.path, self.dtype = Path(path), dtype
         self.shapes = {n: tuple(int(d) for d in s) for n, s in shapes.items()}
         self._order = list(self.shapes)
