@@ -24,6 +24,7 @@ from exp_plan import Experiment, Stage  # noqa: E402  (experiments/ is on sys.pa
 from logah.config import load_config
 from logah.config.model import resolve_spec
 from logah.config.runs import FinetuneConfig, TrainGHNConfig
+from logah.lit.compare import format_speedup
 from logah.utils.fs import atomic_write_text
 
 
@@ -58,25 +59,26 @@ def _fmt(v: float | None, tag: str) -> str:
     return f"{100 * v:.2f}%" if "acc" in tag else (f"{v:.1f}" if v >= 100 else f"{v:.3f}")
 
 
-def summary_table(groups: dict[str, dict]) -> str:
-    """One markdown table over every target: init, final/best metric, steps, speed-up."""
-    head = ("experiment / target", "init", "final val", "best val", "second metric",
-            "steps to random's final", "speed-up")
+def group_table(g: dict) -> str:
+    """One target's markdown table: per init, final/best metric, the other tag, steps, speed-up."""
+    c, metric = g["compare"], g["compare"]["metric"]
+    other = next((t for t in ("val/acc1", "val/ppl") if t in c["rows"][0]["final"]), None)
+    head = ["init", f"final {metric}", f"best {metric}"] + ([f"final {other}"] if other else [])
+    head += [f"steps to random's final {metric} ({_fmt(c['target'], metric)})", "speed-up"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for group, g in groups.items():
-        c, metric = g["compare"], g["compare"]["metric"]
-        other = next((t for t in ("val/acc1", "val/ppl") if t in c["rows"][0]["final"]), None)
-        for r in c["rows"]:
-            steps = r["steps_to_target"]
-            speed = r["speedup"]
-            cells = [group, r["label"], f"{metric} {_fmt(r['final'][metric], metric)}",
-                     _fmt(r["best"][metric], metric),
-                     f"{other} {_fmt(r['final'][other], other)}" if other else "-",
-                     "not reached" if steps is None else f"{steps:.0f} / {r['last_step']}",
-                     "-" if speed is None else (speed if isinstance(speed, str)
-                                                else f"**{speed:.2f}x**")]
-            lines.append("| " + " | ".join(cells) + " |")
+    for r in c["rows"]:
+        steps = r["steps_to_target"]
+        cells = [r["label"], _fmt(r["final"][metric], metric), _fmt(r["best"][metric], metric)]
+        cells += [_fmt(r["final"][other], other)] if other else []
+        cells += ["not reached" if steps is None else f"{steps:.0f} of {r['last_step']}",
+                  f"**{format_speedup(r)}**"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def summary_table(groups: dict[str, dict]) -> str:
+    """Every target's table under its name (printed at the end of a run)."""
+    return "\n".join(f"{group}\n{group_table(g)}" for group, g in groups.items())
 
 
 def collect(exps: list[Experiment], stages: list[Stage], groups: dict[str, Path]) -> dict:
@@ -121,23 +123,24 @@ def timings_table(records: list[dict]) -> str:
 
 
 def _snippet(data: dict, results: Path, command: str) -> str:
-    parts = [f"Results of `{command}` ({data['machine']['date']}, {data['machine']['cpus']} CPU "
-             f"cores, torch {data['machine']['torch']}; all stages "
-             f"{data['stage_wall_s'] / 60:.0f} min wall, {data['stage_cpu_s'] / 60:.0f} min CPU).",
+    m = data["machine"]
+    parts = [f"Results of `{command}` ({m['date']}, {m['cpus']} CPU cores, torch {m['torch']}; "
+             f"all stages {data['stage_wall_s'] / 60:.0f} min wall, "
+             f"{data['stage_cpu_s'] / 60:.0f} min CPU).",
              "Each target is deeper and wider than every architecture its GHNs trained on; every "
              "initialisation is fine-tuned with the same recipe for the same number of steps. "
-             "Speed-up = steps random init needs to reach its final validation value / steps "
-             "the run needs (linearly interpolated between evaluations).", "",
-             summary_table(data["groups"])]
+             "Speed-up = steps random init needs to reach its final validation loss / steps the "
+             "run needs (interpolated between evaluations; `>=`: already there at the first "
+             "evaluation). `grow-*` starts from a small model trained on the task first.", ""]
     for group, g in data["groups"].items():
         t = g["target"]
         spaces = "; ".join(f"{k}: L <= {v['max_layers']}, d <= {v['max_width']}"
                            for k, v in g["ghn_spaces"].items())
         seeds = ", ".join(f"{k} {v}" for k, v in g["seeds"].items())
         rel = os.path.relpath(Path(g["plot"]), Path.cwd())
-        parts += [f"**{group}**: target {t['family']} L={t['n_layer']} d={t['d_model']} "
-                  f"H={t['n_heads']} (GHN training spaces: {spaces}). Seeds: {seeds}.", "",
-                  f"![{group}]({rel})", ""]
+        parts += [f"**{group}**: target {t['family']} {t['n_layer']} layers x {t['d_model']} "
+                  f"({t['n_heads']} heads, MLP {t['d_mlp']}); GHN training spaces: {spaces}. "
+                  f"Seeds: {seeds}.", "", group_table(g), f"![{group}]({rel})", ""]
     parts.append(f"Per-stage timings: `{os.path.relpath(results / 'timings.md', Path.cwd())}`.")
     return "\n".join(parts) + "\n"
 
@@ -152,7 +155,7 @@ def write_report(exps: list[Experiment], stages: list[Stage], records: list[dict
             "stages": records, "this_invocation_wall_s": round(total_wall, 1),
             "stage_wall_s": round(sum(r.get("wall_s", 0) for r in records), 1),
             "stage_cpu_s": round(sum(r.get("cpu_s", 0) for r in records), 1)}
-    command = os.environ.get("EXPERIMENT_COMMAND", "python " + " ".join(argv))
+    command = os.environ.get("EXPERIMENT_COMMAND", "").strip() or "python " + " ".join(argv)
     atomic_write_text(results / "results.json", json.dumps(data, indent=1) + "\n")
     atomic_write_text(results / "timings.md", timings_table(records))
     atomic_write_text(results / "README-snippet.md", _snippet(data, results, command))

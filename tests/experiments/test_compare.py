@@ -167,3 +167,16 @@ def test_errors_are_one_line_exit_2(two_runs, tmp_path, capsys, case, expect):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and expect in err and "\n" not in err
     assert not out.exists() or not any(out.iterdir())  # nothing half-written
+
+
+def test_reached_at_first_evaluation_is_a_lower_bound(tmp_path):
+    # validation every 25 steps (Lightning logs them at 24, 49, ...): the grown run is already
+    # below random's final value at its first evaluation, so it crossed at step <= 24.
+    steps = [24, 49, 74, 99]
+    rnd = _write_run(tmp_path, "rnd", {"val/loss": list(zip(steps, [8, 7, 6.5, 6]))}, "random")
+    grown = _write_run(tmp_path, "g", {"val/loss": list(zip(steps, [5.9, 5.5, 5.2, 5.0]))}, "x")
+    runs = load_runs([rnd, grown])
+    comp = compare(runs, baseline=runs[0])
+    assert comp.rows[1].speedup == pytest.approx(99 / 24) and comp.rows[1].speedup_is_lower_bound
+    assert not comp.rows[0].speedup_is_lower_bound
+    assert "| 24 | >= 4.12x |" in markdown_table(comp)

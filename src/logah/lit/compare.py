@@ -7,7 +7,9 @@ run folder, merge them (a resumed run writes several; the later write of a step 
 * the *speed-up* of each run over a baseline (the random-init run): ``target`` = the baseline's
   final value of the chosen metric; ``steps(run)`` = the first step at which the run's curve is at
   least as good as ``target``, linearly interpolated between the two evaluations that bracket
-  the crossing; ``speed-up(run) = steps(baseline) / steps(run)`` (the baseline is 1.00x by construction).
+  the crossing; ``speed-up(run) = steps(baseline) / steps(run)`` (the baseline is 1.00x by
+  construction). A run already there at its first evaluation crossed somewhere before it, so its
+  speed-up is a lower bound (shown ``>= 8.29x``).
 
 Plotting lives in :mod:`logah.lit.compare_plot`; the command in :mod:`logah.cli.cmd_compare`.
 """
@@ -182,6 +184,7 @@ class Row:
     best: dict[str, float | None]
     steps_to_target: float | None = None
     speedup: float | None = None
+    speedup_is_lower_bound: bool = False  # reached at the first evaluation: at least this much
 
 
 @dataclass
@@ -238,8 +241,11 @@ def compare(runs: list[Run], metric: str = "val/loss", baseline: Run | None = No
     base_steps = steps_to_reach(*baseline.curve(metric), target, higher)
     for r, row in zip(runs, rows):
         row.steps_to_target = steps_to_reach(*r.curve(metric), target, higher)
-        if row.steps_to_target is not None and base_steps is not None:
-            row.speedup = base_steps / row.steps_to_target if row.steps_to_target > 0 else math.inf
+        if row.steps_to_target is None or base_steps is None:
+            continue
+        row.speedup = base_steps / row.steps_to_target if row.steps_to_target > 0 else math.inf
+        row.speedup_is_lower_bound = (r is not baseline
+                                      and row.steps_to_target == r.curve(metric)[0][0])
     return Comparison(metric, tags, rows, baseline=baseline.name, target=target)
 
 
@@ -270,10 +276,20 @@ def markdown_table(c: Comparison) -> str:
             if r.steps_to_target is None:
                 cells += ["not reached", "-"]
             else:
-                speed = "inf" if r.speedup == math.inf else f"{r.speedup:.2f}x"
-                cells += [f"{r.steps_to_target:.0f}", speed if r.speedup is not None else "-"]
+                cells += [f"{r.steps_to_target:.0f}", format_speedup(r)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def format_speedup(r: Row | dict) -> str:
+    """``1.25x``, ``>= 8.29x`` (reached at the first evaluation), ``inf`` or ``-``."""
+    speed = r["speedup"] if isinstance(r, dict) else r.speedup
+    bound = r.get("speedup_is_lower_bound") if isinstance(r, dict) else r.speedup_is_lower_bound
+    if speed is None:
+        return "-"
+    if speed in (math.inf, "inf"):
+        return "inf"
+    return (">= " if bound else "") + f"{float(speed):.2f}x"
 
 
 def _short_init(init: str | None) -> str:
