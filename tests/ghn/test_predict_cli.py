@@ -75,3 +75,18 @@ def test_bad_input_is_one_error_line(tmp_path, capsys, argv, msg) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and msg in err[0]
     assert not (tmp_path / "o" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_predict_gpt2_large_streams_within_memory(tmp_path) -> None:
+    """774M parameters on this machine: completes, and the process never holds the model."""
+    out = tmp_path / "large"
+    proc = subprocess.run(
+        [sys.executable, "-m", "logah.cli.main", "predict", "--ghn", "random:logah-t",
+         "--arch", "gpt2-large", "--out", str(out), "--hf", "no", "--no-progress"],
+        capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr
+    size = 774_030_080 * 4
+    assert (out / "model.safetensors").stat().st_size > size
+    peak_mib = float(proc.stdout.split("peak RSS ")[1].split(" MiB")[0].replace(",", ""))
+    assert peak_mib * 2**20 < 0.5 * size  # streaming: far below one copy of the model
