@@ -8,6 +8,17 @@ from logah.lit.compare import Comparison, Run, higher_is_better
 from logah.utils.fs import atomic_path
 
 
+def short_names(names: list[str]) -> dict[str, str]:
+    """Legend labels: the names without the prefix (up to a ``-``) they all share, if any."""
+    if len(names) < 2:
+        return {n: n for n in names}
+    prefix = os.path.commonprefix(names)
+    prefix = prefix[: prefix.rfind("-") + 1]  # cut at a word boundary
+    if not prefix or any(n == prefix for n in names):
+        return {n: n for n in names}
+    return {n: n[len(prefix):] for n in names}
+
+
 def plot_curves(
     runs: list[Run], comp: Comparison, dest: str | os.PathLike, title: str | None = None
 ) -> None:
@@ -19,6 +30,7 @@ def plot_curves(
     matplotlib.use("Agg", force=True)  # no display; also keeps tests headless
     import matplotlib.pyplot as plt
 
+    labels = short_names([r.name for r in runs])
     tags = [comp.metric]
     if comp.metric != "val/acc1" and all("val/acc1" in r.scalars for r in runs):
         tags.append("val/acc1")
@@ -27,11 +39,11 @@ def plot_curves(
         for ax, tag in zip(axes[0], tags):
             for r in runs:
                 steps, values = r.scalars[tag]
-                label = f"{r.name} (baseline)" if r.name == comp.baseline else r.name
+                label = labels[r.name] + (" (baseline)" if r.name == comp.baseline else "")
                 ax.plot(steps, values, marker="o", markersize=3, linewidth=1.6, label=label)
             if tag == comp.metric and comp.target is not None:
                 ax.axhline(comp.target, color="grey", linestyle="--", linewidth=1,
-                           label=f"{comp.baseline} final ({comp.target:.4g})")
+                           label=f"{labels[comp.baseline]} final ({comp.target:.4g})")
             ax.set_xlabel("optimizer step")
             better = "higher" if higher_is_better(tag) else "lower"
             ax.set_ylabel(f"{tag} ({better} is better)")
