@@ -3,13 +3,14 @@
 Each ``benchmarks/<name>.py`` (except this file and ``_*.py``) runs in its own process, with the
 same Python, from the repository root. A benchmark prints its own table and writes JSON to
 ``benchmarks/results/``; the JSON files it created or updated are read back and flattened into the
-combined table, one line per measurement::
+combined table, one line per measured record::
 
-    benchmark | case                      | metric        | value
-    predict   | arch=gpt2-large           | seconds       | 12.3
+    benchmark | case                      | measurements
+    predict   | gpt2-large, ghn=random:.. | params=774,030,080, init.seconds=8.79, predict.seconds=12.2
 
-``case`` joins a record's text/boolean fields, ``metric`` is a numeric field (nested keys dotted).
-A benchmark that fails or times out gets a ``status`` line instead, and the others still run. The
+``case`` joins a record's short text/boolean fields (``case``/``arch``/``name`` bare, others as
+``key=value``), ``measurements`` its numeric fields (nested keys dotted). Each benchmark first gets
+a ``status`` line (ok / failed / timed out, seconds); a failure does not stop the others. The
 table is also written to ``benchmarks/results/summary.md`` (and ``summary.json``).
 
 Usage: ``python benchmarks/run_all.py [--only NAME ...] [--timeout S] [-- ARGS for each script]``
@@ -55,11 +56,17 @@ def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+# Lists of records under these keys need no label; other list keys name their set in the case.
+GENERIC_SETS = ("records", "results", "rows", "cases", "runs")
+BARE_KEYS = ("case", "arch", "name", "model", "benchmark")
+
+
 def records(data: object) -> list[dict]:
     """The measurement records of one benchmark JSON.
 
     A top-level list of objects is the records; in an object, every list of objects is a set of
-    records (its key becomes part of the case) and the object's own numeric fields one more.
+    records (a non-generic key becomes part of the case) and the object's own numeric fields
+    (e.g. ``cpu_count``) one more record.
     """
     if isinstance(data, list):
         return [_flatten(r) for r in data if isinstance(r, dict)]
@@ -69,7 +76,8 @@ def records(data: object) -> list[dict]:
     top: dict = {}
     for k, v in data.items():
         if isinstance(v, list) and v and all(isinstance(r, dict) for r in v):
-            out += [{"set": k, **_flatten(r)} for r in v]
+            label = {} if k in GENERIC_SETS else {"set": k}
+            out += [{**label, **_flatten(r)} for r in v]
         elif isinstance(v, dict):
             top.update(_flatten(v, f"{k}."))
         else:
@@ -79,16 +87,17 @@ def records(data: object) -> list[dict]:
     return out
 
 
-def rows_of(name: str, data: object) -> list[tuple[str, str, str, str]]:
-    """``(benchmark, case, metric, value)`` lines of one benchmark's JSON."""
+def rows_of(name: str, data: object) -> list[tuple[str, str, str]]:
+    """``(benchmark, case, measurements)`` lines of one benchmark's JSON."""
     rows = []
     for rec in records(data):
         case = ", ".join(
-            f"{k}={v}" for k, v in rec.items() if isinstance(v, (str, bool)) and len(str(v)) < 60
+            str(v) if k in BARE_KEYS else f"{k}={v}"
+            for k, v in rec.items() if isinstance(v, (str, bool)) and len(str(v)) <= 40
         )
-        for k, v in rec.items():
-            if _is_number(v):
-                rows.append((name, case or "-", k, _fmt(v)))
+        values = ", ".join(f"{k}={_fmt(v)}" for k, v in rec.items() if _is_number(v))
+        if values:
+            rows.append((name, case or "-", values))
     return rows
 
 
@@ -162,11 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n=== {script.stem} ===", flush=True)
         status, written = run_one(script, results, args.timeout, extra)
         failed += not status.startswith("ok")
-        rows.append((script.stem, "-", "status", status))
+        rows.append((script.stem, "status", status))
         for path, data in sorted(written.items()):
             rows += rows_of(script.stem, data)
         summary[script.stem] = {"status": status, "results": [str(p) for p in sorted(written)]}
-    table = format_table(rows, ("benchmark", "case", "metric", "value"))
+    table = format_table(rows, ("benchmark", "case", "measurements"))
     print("\n=== all benchmarks ===\n" + table, end="")
     _atomic_write(results / "summary.md", table)
     _atomic_write(results / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -34,10 +34,12 @@ def test_records_flatten_lists_and_top_level_numbers(run_all):
         "rows": [{"arch": "gpt2-large", "t": {"ghn": 1.5, "rand": 3.0}, "ok": True}],
     }
     rows = run_all.rows_of("predict", data)
-    assert ("predict", "device=cpu", "ratio", "3.5") in rows
-    assert ("predict", "set=rows, arch=gpt2-large, ok=True", "t.ghn", "1.5") in rows
-    assert ("predict", "set=rows, arch=gpt2-large, ok=True", "t.rand", "3") in rows
-    assert run_all.rows_of("x", [{"n": 1234567}]) == [("x", "-", "n", "1,234,567")]
+    assert rows == [("predict", "device=cpu", "ratio=3.5"),
+                    ("predict", "gpt2-large, ok=True", "t.ghn=1.5, t.rand=3")]
+    assert run_all.rows_of("x", [{"n": 1234567}]) == [("x", "-", "n=1,234,567")]
+    # a named (non-generic) list labels its records; long text stays out of the case
+    many = {"sweep": [{"case": "b", "note": "x" * 41, "s": 2}]}
+    assert run_all.rows_of("y", many) == [("y", "set=sweep, b", "s=2")]
 
 
 def test_runs_every_benchmark_and_reports_failures(run_all, tmp_path, capsys):
@@ -51,7 +53,7 @@ def test_runs_every_benchmark_and_reports_failures(run_all, tmp_path, capsys):
     assert rc == 1  # one failed
     out = capsys.readouterr().out
     table = out.split("=== all benchmarks ===\n")[1]
-    assert "| a_fast    | case=small | seconds | 0.25" in table
+    assert "| a_fast    | small  | seconds=0.25" in table
     assert "failed (exit 3)" in table and "b_broken" in table
     assert "_helper" not in table and "stale" not in table  # untouched JSON is not re-reported
     assert (tmp_path / "results" / "summary.md").read_text() == table
