@@ -11,7 +11,7 @@ export TMPDIR := $(CURDIR)/.tmp
 export TIKTOKEN_CACHE_DIR := $(CURDIR)/.tmp/tiktoken
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-all data bench finetune finetune-vit tensorboard experiment-cpu
+.PHONY: help setup test test-all data bench finetune finetune-vit tensorboard experiment-cpu train-ghn
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-16s %s\n", $$1, $$2}'
@@ -42,6 +42,10 @@ finetune: $(SETUP) data ## train gpt2-tiny on Brown (conf/finetune/gpt2-tiny-bro
 
 finetune-vit: $(SETUP) data ## train vit-tiny on Fashion-MNIST (conf/finetune/vit-tiny-fashion-mnist.yaml; ARGS=...)
 	$(LOGAH) finetune --config conf/finetune/vit-tiny-fashion-mnist.yaml $(ARGS)
+
+task ?= gpt
+train-ghn: $(SETUP) data ## train LoGAH-T on tiny GPTs over Brown (task=vit: ViTs over Fashion-MNIST; ARGS=...); re-run resumes
+	$(LOGAH) train-ghn --config conf/train_ghn/$(task).yaml $(ARGS)
 
 TB_PORT ?= 6006
 tensorboard: $(SETUP) ## serve runs/ with TensorBoard at http://localhost:6006 (TB_PORT=...)

@@ -56,12 +56,12 @@ class TrainGHNConfig:
     model: ModelConfig = field(default_factory=lambda: ModelConfig(arch="gpt2-tiny", n_ctx=64))
     data: DataConfig = field(default_factory=lambda: DataConfig(name="brown", batch_size=8))
     optim: OptimConfig = field(
-        default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.01, warmup_steps=50,
+        default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.01, warmup_steps=20,
                                             min_lr_ratio=0.1)
     )
     trainer: TrainerConfig = field(
         default_factory=lambda: TrainerConfig(
-            max_steps=600, val_check_interval=100, limit_val_batches=4, gradient_clip_val=5.0,
+            max_steps=200, val_check_interval=50, limit_val_batches=4, gradient_clip_val=5.0,
             num_sanity_val_steps=0, log_every_n_steps=10,
         )
     )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from logah.config.specs import ModelSpec
 
 __all__ = [
+    "ArchitectureDataModule",
     "DataError",
     "DataFormatError",
     "DataNotFoundError",
@@ -25,7 +26,8 @@ __all__ = [
     "build_datamodule",
 ]
 
-_LAZY = {"TextDataModule": "logah.data.text", "ImageDataModule": "logah.data.images"}
+_LAZY = {"TextDataModule": "logah.data.text", "ImageDataModule": "logah.data.images",
+         "ArchitectureDataModule": "logah.data.arch"}
 
 
 def build_datamodule(
