@@ -105,6 +105,7 @@ def machine() -> dict:
     import torch
 
     return {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "load_avg_1_5_15": [round(x, 1) for x in os.getloadavg()],
             "torch": torch.__version__, "cuda": torch.cuda.is_available(),
             "platform": platform.platform(), "python": platform.python_version(),
             "date": time.strftime("%Y-%m-%d")}
@@ -126,7 +127,8 @@ def _snippet(data: dict, results: Path, command: str) -> str:
     m = data["machine"]
     parts = [f"Results of `{command}` ({m['date']}, {m['cpus']} CPU cores, torch {m['torch']}; "
              f"all stages {data['stage_wall_s'] / 60:.0f} min wall, "
-             f"{data['stage_cpu_s'] / 60:.0f} min CPU).",
+             f"{data['stage_cpu_s'] / 60:.0f} min CPU; load average at the end "
+             f"{m['load_avg_1_5_15'][2]:.1f}).",
              "Each target is deeper and wider than every architecture its GHNs trained on; every "
              "initialisation is fine-tuned with the same recipe for the same number of steps. "
              "Speed-up = steps random init needs to reach its final validation loss / steps the "
