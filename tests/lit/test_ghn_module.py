@@ -87,7 +87,8 @@ def test_a_prediction_missing_a_parameter_fails_loudly():
             return [{k: v for k, v in d.items() if k != "ln_f.bias"} for d in out]
 
     broken = GHNModule(TINY_GHN.to_dict(), ghn_module=Dropping(mod.ghn))
-    with pytest.raises(RuntimeError, match=r"predicted 19 of 20 parameters .* missing \['ln_f.bias'\]"):
+    with pytest.raises(RuntimeError,
+                       match=r"predicted 19 of 20 parameters .* missing \['ln_f.bias'\]"):
         broken.step_losses(batch(), archs(SPECS[:1]))
 
 
@@ -109,3 +110,15 @@ def test_checkpoint_holds_only_ghn_weights_and_the_resolved_config(tmp_path):
     for da, db in zip(a, b):
         assert da.keys() == db.keys()
         assert all(torch.equal(da[k], db[k]) for k in da)
+
+
+@pytest.mark.parametrize("preset", ["ghn3-t", "ghn2"])
+def test_ghn3_and_ghn2_train_through_the_same_module(preset):
+    torch.manual_seed(0)
+    mod = GHNModule(GHNConfig(preset=preset, hid=32, layers=1, heads=4).to_dict(), seed=0)
+    assert mod.hparams["ghn"]["decoder"] == "tiled"
+    out = mod.step_losses(batch(), archs(SPECS))
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"])
+    grads = [p.grad for p in mod.ghn.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)

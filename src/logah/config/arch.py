@@ -160,5 +160,6 @@ def validate_archs(cfg: ArchDataConfig, prefix: str = "archs") -> None:
 def _get(band: object, name: str, key: str) -> object:
     value = band.get(name) if isinstance(band, dict) else getattr(band, name, None)
     if value is None:
-        raise ConfigError(f"{key}.{name}: missing (a band is {{layers: [lo, hi], width: [lo, hi]}})")
+        raise ConfigError(
+            f"{key}.{name}: missing (a band is {{layers: [lo, hi], width: [lo, hi]}})")
     return value

@@ -98,7 +98,7 @@ def size_edges(space: ArchSpace) -> tuple[int, int]:
 
 
 def size_bucket(n: int, edges: tuple[int, int]) -> str:
-    return SIZE_BUCKETS[0] if n <= edges[0] else SIZE_BUCKETS[1] if n <= edges[1] else SIZE_BUCKETS[2]
+    return SIZE_BUCKETS[int(n > edges[0]) + int(n > edges[1])]
 
 
 class ArchStream(IterableDataset):
@@ -119,7 +119,8 @@ class ArchStream(IterableDataset):
                  start: Callable[[], int] = lambda: 0) -> None:
         super().__init__()
         self.space, self.pool, self.heldout_keys = space, pool, heldout_keys
-        self.meta_batch, self.seed, self.cache, self.start = int(meta_batch), int(seed), cache, start
+        self.meta_batch, self.seed = int(meta_batch), int(seed)
+        self.cache, self.start = cache, start
         self.edges = size_edges(space)
         self.rank, self.world_size = 0, 1
 

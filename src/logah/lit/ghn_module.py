@@ -183,7 +183,8 @@ class GHNModule(L.LightningModule):
         # Called after unscaling and before clipping: the raw global norm.
         grads = [p.grad for p in self.ghn.parameters() if p.grad is not None]
         if grads:
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
+                                                         for g in grads]))
             self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
 
     def configure_optimizers(self) -> dict[str, Any]:
@@ -305,7 +306,8 @@ def summarize_heldout(report: list[dict[str, Any]]) -> str:
     lines = [head + ("  acc1 zs/rnd" if acc else ""), "-" * (len(head) + (13 if acc else 0))]
     for r in report:
         line = (f"{r['kind']:<9} {r['n_layer']:>2} {r['d_model']:>4} {r['n_heads']:>2} "
-                f"{r['num_params']:>11,} {r['zero_shot_loss']:>10.4f} {r['random_init_loss']:>8.4f}")
+                f"{r['num_params']:>11,} {r['zero_shot_loss']:>10.4f} "
+                f"{r['random_init_loss']:>8.4f}")
         if acc:
             line += f"  {r['zero_shot_acc1']:.3f}/{r['random_init_acc1']:.3f}"
         lines.append(line)

@@ -58,7 +58,8 @@ class ArchSpace:
         ConfigError: the space is invalid, or a patch size does not divide the image size.
     """
 
-    def __init__(self, cfg: ArchSpaceConfig, template: ModelSpec, prefix: str = "archs.space") -> None:
+    def __init__(self, cfg: ArchSpaceConfig, template: ModelSpec,
+                 prefix: str = "archs.space") -> None:
         validate_space(cfg, prefix)
         self.cfg, self.template, self.prefix = cfg, template, prefix
         self.family = template.family
@@ -118,7 +119,7 @@ class ArchSpace:
     def _fits(self, spec: ModelSpec) -> bool:
         return self.cfg.max_params is None or num_params(spec) <= self.cfg.max_params
 
-    # ---- draws ------------------------------------------------------------------------------------
+    # ---- draws ----------------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> ModelSpec:
         """One draw: depth uniform over all bands' depths, then width, heads, MLP ratio, patch.
 
@@ -147,7 +148,8 @@ class ArchSpace:
         wide = [w for w in range(self.max_width + step, top + 1, step) if self.head_choices(w)]
         if not wide:
             raise ConfigError(
-                f"{self.prefix}.head_groups: no width in ({self.max_width}, {top}] fits a head group"
+                f"{self.prefix}.head_groups: no width in ({self.max_width}, {top}] fits a "
+                "head group"
             )
         depths = [d for d in self.depths if self.band_of[d][1] == self.max_width]
         return self._finish(rng, int(rng.choice(depths)), int(rng.choice(wide)))
@@ -204,11 +206,13 @@ def draw_heldout(space: ArchSpace, num_in: int, num_beyond: int, seed: int,
                                    max_extra_layers=beyond_layers, max_width_ratio=beyond_width)
         beyond.setdefault(spec.key(), spec)
     if len(out) < num_in or len(beyond) < num_beyond:
-        raise ConfigError("archs.num_heldout: could not draw that many distinct held-out architectures")
+        raise ConfigError(
+            "archs.num_heldout: could not draw that many distinct held-out architectures")
     return list(out.values()) + list(beyond.values())
 
 
-def draw_train(space: ArchSpace, num: int, seed: int, exclude: Collection[str] = ()) -> list[ModelSpec]:
+def draw_train(space: ArchSpace, num: int, seed: int,
+               exclude: Collection[str] = ()) -> list[ModelSpec]:
     """The fixed training set: ``num`` draws (repeats allowed) skipping keys in ``exclude``."""
     rng = np.random.default_rng([int(seed), _TRAIN])
     banned = set(exclude)
