@@ -89,3 +89,16 @@ def test_task_shortcut_picks_the_conf_file_and_bad_keys_fail_in_one_line(capsys)
     err = capsys.readouterr().err
     assert err.startswith("error: archs.space.head_groups: no group divides width") and \
         err.count("\n") == 1
+
+
+def test_max_minutes_stops_early_then_still_validates_and_checkpoints(tmp_path, capsys):
+    data = write_text_data(tmp_path / "data", 6_000, 1_500)
+    args = ghn_overrides(data, tmp_path / "runs", name="t", steps=50)
+    code = main(["train-ghn", *args, "max_minutes=0.0001", "trainer.limit_val_batches=1"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "stopped at step 1 of 50 (max_minutes=0.0001)" in out and "mean: zero-shot" in out
+    run = tmp_path / "runs" / "train-ghn" / "t"
+    assert json.loads((run / "heldout.json").read_text())["global_step"] == 1
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 1

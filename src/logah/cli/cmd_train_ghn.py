@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 from collections.abc import Sequence
+from datetime import timedelta
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -121,6 +122,10 @@ def train_ghn(cfg: Any, *, datamodule: Any = None, callbacks: Sequence[Any] = ()
 
     check_optim_config(cfg.optim)
     validate_archs(cfg.archs)
+    if cfg.max_minutes is not None:
+        if cfg.max_minutes <= 0:
+            raise ConfigError(f"max_minutes: must be > 0, got {cfg.max_minutes}")
+        trainer_overrides.setdefault("max_time", timedelta(minutes=cfg.max_minutes))
     ghn_cfg = cfg.ghn.resolved()
     folder = run_dir(cfg.out_dir, COMMAND, cfg.name)
     task_dm = datamodule or build_datamodule(cfg.data, resolve_spec(cfg.model), seed=cfg.seed)
@@ -147,6 +152,9 @@ def train_ghn(cfg: Any, *, datamodule: Any = None, callbacks: Sequence[Any] = ()
         _say(f"train-ghn: resuming {folder} from {resume.path.name} at step {resume.step}")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     trainer.fit(module, datamodule=archs, ckpt_path=str(resume.path) if resume else None)
+    if 0 < trainer.global_step < trainer.max_steps:
+        _say(f"train-ghn: stopped at step {trainer.global_step} of {trainer.max_steps} "
+             f"(max_minutes={cfg.max_minutes})")
     if cfg.trainer.limit_val_batches > 0 and module.report_step != trainer.global_step:
         trainer.validate(module, datamodule=archs, verbose=False)  # the final held-out numbers
     if trainer.is_global_zero and module.heldout_report:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from logah.config.arch import ArchDataConfig
 from logah.config.data import DataConfig
@@ -50,6 +51,7 @@ class TrainGHNConfig:
     seed: int = 0
     out_dir: str = "runs"
     gamma: float = 3e-5  # weight of sum ||p||_F over predicted tensors (Frobenius, not squared)
+    max_minutes: Optional[float] = None  # wall-clock cap on training (stops before max_steps)
     label_smoothing: float = 0.0  # image tasks
     ghn: GHNConfig = field(default_factory=GHNConfig)
     archs: ArchDataConfig = field(default_factory=ArchDataConfig)
