@@ -69,6 +69,7 @@ def test_predict_vit_with_overrides_and_hf(tmp_path, transformers) -> None:
     (["--ghn", "random:nope", "--arch", "gpt2-tiny"], "unknown preset 'nope'"),
     (["--ghn", "random:ghn2", "--arch", "gpt2-tiny", "model.d_modle=3"], "model.d_modle"),
     (["--ghn", "random:ghn2", "--arch", "gpt2-nope"], "gpt2-nope"),
+    (["--ghn", "random:ghn2", "--arch", "gpt2-tiny", "--device", "nodevice"], "--device nodevice"),
 ])
 def test_bad_input_is_one_error_line(tmp_path, capsys, argv, msg) -> None:
     assert main(["predict", *argv, "--out", str(tmp_path / "o"), "--no-progress"]) == 2

@@ -77,8 +77,13 @@ def run(args: argparse.Namespace) -> int:
         from logah.nn.hf import check_hf_exportable
 
         check_hf_exportable(spec)  # one error naming the dims, before any work
+    try:
+        device = torch.device(args.device)
+        torch.empty(0, device=device)  # fails here, not half-way, when the device is unusable
+    except (RuntimeError, AssertionError) as e:
+        raise LogahError(f"--device {args.device}: {str(e).splitlines()[0]}") from None
     t0 = time.perf_counter()
-    ghn = load_ghn(args.ghn, map_location=args.device, seed=args.seed)
+    ghn = load_ghn(args.ghn, map_location=device, seed=args.seed)
     graph = graph_for_spec(spec)
     shapes = param_shapes(spec)
     graph_shapes = dict(zip(graph.param_names, map(tuple, graph.param_shapes), strict=True))
