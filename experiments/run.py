@@ -44,6 +44,12 @@ def logah_argv() -> list[str]:
     return [found] if found else [sys.executable, "-m", "logah.cli.main"]
 
 
+def child_env() -> dict[str, str]:
+    """The stages' environment: OpenMP threads wait passively unless the user chose otherwise
+    (spinning threads burn CPU time without speeding anything up on a shared or busy machine)."""
+    return {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+
+
 def marker_path(out_dir: Path, stage: Stage) -> Path:
     return out_dir / ".stages" / (stage.id.replace("/", "__") + ".json")
 
@@ -77,7 +83,7 @@ def run_stage(stage: Stage, out_dir: Path, dry_run: bool) -> dict:
     if dry_run:
         return {"id": stage.id, "command": shown, "dry_run": True}
     t0, c0 = time.perf_counter(), _cpu_seconds()
-    rc = subprocess.call([*logah_argv(), *argv])
+    rc = subprocess.call([*logah_argv(), *argv], env=child_env())
     wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
     if rc != 0:
         raise ExperimentError(f"stage {stage.id} failed (exit {rc}) after {wall:.0f} s: {shown}")
@@ -106,7 +112,7 @@ def compare_groups(stages: list[Stage], results: Path, dry_run: bool) -> dict[st
                 f"{group}: validation curves"]
         print(f"\n[compare] {group}\n$ logah {shlex.join(argv)}", flush=True)
         if not dry_run:
-            rc = subprocess.call([*logah_argv(), *argv])
+            rc = subprocess.call([*logah_argv(), *argv], env=child_env())
             if rc != 0:
                 raise ExperimentError(f"compare {group} failed (exit {rc})")
         outs[group] = results / group
