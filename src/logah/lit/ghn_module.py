@@ -270,7 +270,8 @@ class GHNModule(L.LightningModule):
             dict(kind=kind, n_layer=s.n_layer, d_model=s.d_model, n_heads=s.n_heads,
                  num_params=int(n), zero_shot_loss=float(loss[0, i]),
                  random_init_loss=float(loss[1, i]),
-                 **({} if is_text else dict(zero_shot_acc1=float(acc[0, i]),
+                 **({} if is_text else dict(patch_size=s.patch_size,
+                                            zero_shot_acc1=float(acc[0, i]),
                                             random_init_acc1=float(acc[1, i]))))
             for i, (s, kind, n) in enumerate(zip(st["archs"].specs, kinds,
                                                  st["archs"].num_params))
@@ -298,22 +299,28 @@ def build_ghn(cfg: dict[str, Any], seed: Optional[int] = None) -> nn.Module:
 
 
 def summarize_heldout(report: list[dict[str, Any]]) -> str:
-    """A printable table of per-architecture zero-shot vs random-init validation losses."""
+    """A printable table of per-architecture zero-shot vs random-init validation losses (plus
+    patch size and top-1 accuracy for ViTs), and a line of means."""
     if not report:
         return "no held-out validation ran"
-    acc = "zero_shot_acc1" in report[0]
-    head = f"{'kind':<9} {'L':>2} {'d':>4} {'H':>2} {'params':>11} {'zero-shot':>10} {'random':>8}"
-    lines = [head + ("  acc1 zs/rnd" if acc else ""), "-" * (len(head) + (13 if acc else 0))]
+    vit = "zero_shot_acc1" in report[0]
+    head = (f"{'kind':<9} {'L':>2} {'d':>4} {'H':>2} {'p':>2} {'params':>11} {'zero-shot':>10} "
+            f"{'random':>8}" + ("  acc1 zs/rnd" if vit else ""))
+    lines = [head, "-" * len(head)]
     for r in report:
         line = (f"{r['kind']:<9} {r['n_layer']:>2} {r['d_model']:>4} {r['n_heads']:>2} "
-                f"{r['num_params']:>11,} {r['zero_shot_loss']:>10.4f} "
-                f"{r['random_init_loss']:>8.4f}")
-        if acc:
+                f"{r.get('patch_size', '-'):>2} {r['num_params']:>11,} "
+                f"{r['zero_shot_loss']:>10.4f} {r['random_init_loss']:>8.4f}")
+        if vit:
             line += f"  {r['zero_shot_acc1']:.3f}/{r['random_init_acc1']:.3f}"
         lines.append(line)
-    zs = sum(r["zero_shot_loss"] for r in report) / len(report)
-    rnd = sum(r["random_init_loss"] for r in report) / len(report)
-    lines.append(f"mean: zero-shot {zs:.4f} vs random init {rnd:.4f} "
-                 f"(ratio {zs / rnd:.3f}; ppl {math.exp(min(zs, 50)):.1f} vs "
-                 f"{math.exp(min(rnd, 50)):.1f})")
+
+    def mean(key: str) -> float:
+        return sum(r[key] for r in report) / len(report)
+
+    zs, rnd = mean("zero_shot_loss"), mean("random_init_loss")
+    extra = (f"acc1 {mean('zero_shot_acc1'):.3f} vs {mean('random_init_acc1'):.3f}" if vit else
+             f"ppl {math.exp(min(zs, 50)):.1f} vs {math.exp(min(rnd, 50)):.1f}")
+    lines.append(f"mean: zero-shot {zs:.4f} vs random init {rnd:.4f} (ratio {zs / rnd:.3f}; "
+                 f"{extra})")
     return "\n".join(lines)
