@@ -104,19 +104,19 @@ class LowRankDecoder(_DecoderBase, nn.Module):
     def _flat(self, s: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """Elements [start, stop) of Y.flatten() per item, Y = s W^T + b (2r, K): (g, stop - start).
 
-        Computes only those elements: one GEMM per partially used seed row, one batched GEMM for
-        the fully used rows in between.
+        Within one seed row, only those elements are computed (one GEMV-like product). A range
+        spanning several rows computes those rows whole in one batched GEMM and slices them (a
+        view): at most 2K extra numbers per item, and only for requests that are themselves
+        longer than K, so the work and memory stay proportional to the request, never to K.
         """
         K, W, b = self.K, self.expand.weight, self.expand.bias  # W (K, r)
         i0, i1 = start // K, (stop - 1) // K
         if i0 == i1:
             lo, hi = start - i0 * K, stop - i0 * K
             return torch.addmm(b[lo:hi], s[:, i0], W[lo:hi].t())
-        parts = [torch.addmm(b[start - i0 * K:], s[:, i0], W[start - i0 * K:].t())]
-        if i1 > i0 + 1:  # full rows: (g, i1-i0-1, r) @ (r, K) -> (g, (i1-i0-1) K)
-            parts.append((s[:, i0 + 1:i1] @ W.t() + b).flatten(1))
-        parts.append(torch.addmm(b[:stop - i1 * K], s[:, i1], W[:stop - i1 * K].t()))
-        return torch.cat(parts, dim=1)
+        g = s.shape[0]
+        rows = torch.addmm(b, s[:, i0:i1 + 1].reshape(-1, s.shape[2]), W.t())  # (g * rows, K)
+        return rows.view(g, -1)[:, start - i0 * K:stop - i0 * K]
 
     def capacity(self, m: int, n: int) -> bool:
         """Whether an (m x n) matrix is produced exactly (no tiling)."""
@@ -175,8 +175,9 @@ class LowRankDecoder(_DecoderBase, nn.Module):
         if not self.capacity(m, n):
             return None
         a, b = self.factors(self.seeds(x), m, n)
-        mult = _std_scale(lowrank_std(a, b), std_target, scale)
-        return a * mult[:, None, None], b
+        mult = _std_scale(lowrank_std(a, b), std_target, scale)[:, None, None]
+        # In place when nothing needs A for a backward pass (streaming prediction).
+        return (a * mult if torch.is_grad_enabled() else a.mul_(mult)), b
 
     def decode_1d(self, x: torch.Tensor, c: int, classifier: bool = False) -> torch.Tensor:
         s = self.seeds(x)
