@@ -67,6 +67,8 @@ class Stage:
             label, ``grow-<label>``).
         eps_from: a grown weights folder whose LayerNorm eps the run must state (see
             :meth:`command`), known only once the grow stage has run.
+        deps: outputs of earlier stages this one reads; when one is rewritten (an upstream stage
+            ran again) this stage is no longer done.
     """
 
     id: str
@@ -77,6 +79,7 @@ class Stage:
     target: str | None = None
     label: str | None = None
     eps_from: Path | None = None
+    deps: list[Path] = field(default_factory=list)
 
     @property
     def experiment(self) -> str:
@@ -98,6 +101,14 @@ class Stage:
         import json
 
         return [*self.argv, f"model.ln_eps={json.loads(meta.read_text())['spec']['ln_eps']!r}"]
+
+    def deps_state(self) -> str:
+        """Hash of the size and modification time of every ``deps`` file."""
+        h = hashlib.sha256()
+        for p in self.deps:
+            st = p.stat() if p.exists() else None
+            h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode() if st else f"{p}:-".encode())
+        return h.hexdigest()[:16]
 
     def fingerprint(self) -> str:
         """Hash of the command line and the content of its config files."""
@@ -223,7 +234,7 @@ def _target_stages(exp: Experiment, target: str, f: Path, cfgs: dict, ckpts: dic
             f"{exp.name}/predict/{target}-{label}{sfx}",
             ["predict", "--ghn", str(ckpt), "--arch", cfg.model.arch, "--out", str(pred),
              "--device", opts.predict_device, "--no-progress", *_model_overrides(cfg)],
-            pred / "model.safetensors", [f]))
+            pred / "model.safetensors", [f], deps=[ckpt]))
         inits[label] = (f"weights:{pred}", None)
     for label, weights in small.items():
         src_spec = resolve_spec(cfgs[exp.grows[label]].model)
@@ -232,7 +243,8 @@ def _target_stages(exp: Experiment, target: str, f: Path, cfgs: dict, ckpts: dic
         argv = ["grow", "--from", str(weights), "--to", _grow_to(src_spec, spec),
                 "--out", str(grown), "--seed", str(seed)]
         stages.append(Stage(f"{exp.name}/grow/{target}-{label}{sfx}", argv,
-                            grown / "model.safetensors", [exp.grows[label]]))
+                            grown / "model.safetensors", [exp.grows[label]],
+                            deps=[weights / "model.safetensors"]))
         inits[f"grow-{label}"] = (f"weights:{grown}", grown)
     for label, (init, grown) in inits.items():
         name = f"{group.removesuffix(sfx)}-{label}{sfx}"
@@ -240,5 +252,7 @@ def _target_stages(exp: Experiment, target: str, f: Path, cfgs: dict, ckpts: dic
             f"{exp.name}/finetune/{target}-{label}{sfx}",
             ["finetune", "--config", str(f), f"name={name}", f"init={init}", *common],
             out / "finetune" / name / "weights" / "model.safetensors", [f], group=group,
-            target=target, label=label, eps_from=grown))
+            target=target, label=label, eps_from=grown,
+            deps=[] if init == "random" else [Path(init.removeprefix("weights:")) /
+                                              "model.safetensors"]))
     return stages

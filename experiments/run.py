@@ -63,7 +63,13 @@ def is_done(out_dir: Path, stage: Stage) -> dict | None:
         data = json.loads(m.read_text())
     except json.JSONDecodeError:
         return None
-    return data if data.get("fingerprint") == stage.fingerprint() else None
+    if data.get("fingerprint") != stage.fingerprint():
+        return None
+    # An upstream stage that ran again rewrote this stage's inputs (markers without "deps" predate
+    # the check and are trusted).
+    if "deps" in data and data["deps"] != stage.deps_state():
+        return None
+    return data
 
 
 def _cpu_seconds() -> float:
@@ -90,6 +96,7 @@ def run_stage(stage: Stage, out_dir: Path, dry_run: bool) -> dict:
     if not stage.output.exists():
         raise ExperimentError(f"stage {stage.id} finished but wrote no {stage.output}")
     record = {"id": stage.id, "command": shown, "fingerprint": stage.fingerprint(),
+              "deps": stage.deps_state(),
               "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
               "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     atomic_write_text(marker_path(out_dir, stage), json.dumps(record, indent=1) + "\n")

@@ -76,3 +76,23 @@ def test_done_marker_needs_same_command_config_and_output(tmp_path):
     assert is_done(tmp_path, stage)["wall_s"] == 3.0
     stage.argv.append("seed=9")  # another command: not done
     assert is_done(tmp_path, stage) is None
+
+
+def test_rewritten_upstream_output_undoes_downstream(tmp_path):
+    exp = load_experiment(ROOT / "conf" / "experiment" / "cpu-brown")
+    stages = {s.id: s for s in plan(exp, Options(out_dir=tmp_path))}
+    pred = stages["cpu-brown/predict/gpt2-4x96-logah-t"]
+    assert pred.deps == [tmp_path / "train-ghn" / "cpu-brown-logah-t" / "checkpoints" / "last.ckpt"]
+    ft = stages["cpu-brown/finetune/gpt2-4x96-logah-t"]
+    assert ft.deps == [tmp_path / "predict" / "cpu-brown-gpt2-4x96-logah-t" / "model.safetensors"]
+    assert stages["cpu-brown/finetune/gpt2-4x96-random"].deps == []
+    for p in (pred.deps[0], pred.output):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("v1")
+    marker = marker_path(tmp_path, pred)
+    marker.parent.mkdir(parents=True)
+    record = {"fingerprint": pred.fingerprint(), "deps": pred.deps_state(), "wall_s": 1.0}
+    marker.write_text(json.dumps(record))
+    assert is_done(tmp_path, pred)
+    pred.deps[0].write_text("v2, the GHN trained again")
+    assert is_done(tmp_path, pred) is None
