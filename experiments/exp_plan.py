@@ -85,6 +85,13 @@ class Stage:
     def experiment(self) -> str:
         return self.id.split("/", 1)[0]
 
+    @property
+    def folder(self) -> Path:
+        """What the command writes: the run folder (``.../checkpoints/last.ckpt`` and
+        ``.../weights/model.safetensors`` live two levels down) or the weights directory."""
+        return self.output.parents[1] if self.argv[0] in ("train-ghn", "finetune") else \
+            self.output.parent
+
     def command(self) -> list[str]:
         """``argv`` plus, for a run from grown weights, ``model.ln_eps`` as the weights record it.
 

@@ -72,6 +72,20 @@ def is_done(out_dir: Path, stage: Stage) -> dict | None:
     return data
 
 
+def set_aside_stale(out_dir: Path, stage: Stage) -> Path | None:
+    """Move the folder of a stage this runner finished with another command, config or inputs
+    to ``{out_dir}/.stale/`` (else ``logah`` would refuse the changed config, or resume the old run
+    from its ``last.ckpt`` and skip the training). Interrupted runs (no marker) are left to resume.
+    """
+    if not marker_path(out_dir, stage).is_file() or not stage.folder.exists():
+        return None
+    dest = out_dir / ".stale" / f"{stage.folder.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(stage.folder, dest)
+    marker_path(out_dir, stage).unlink()
+    return dest
+
+
 def _cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
@@ -88,6 +102,10 @@ def run_stage(stage: Stage, out_dir: Path, dry_run: bool) -> dict:
     print(f"\n[run] {stage.id}\n$ {shown}", flush=True)
     if dry_run:
         return {"id": stage.id, "command": shown, "dry_run": True}
+    stale = set_aside_stale(out_dir, stage)
+    if stale is not None:
+        print(f"[redo] {stage.id}: command, config or inputs changed; the old run -> {stale}",
+              flush=True)
     t0, c0 = time.perf_counter(), _cpu_seconds()
     rc = subprocess.call([*logah_argv(), *argv], env=child_env())
     wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0

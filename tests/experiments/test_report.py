@@ -96,3 +96,21 @@ def test_rewritten_upstream_output_undoes_downstream(tmp_path):
     assert is_done(tmp_path, pred)
     pred.deps[0].write_text("v2, the GHN trained again")
     assert is_done(tmp_path, pred) is None
+
+
+def test_stale_finished_run_is_set_aside_but_interrupted_one_kept(tmp_path):
+    from run import set_aside_stale
+
+    exp = load_experiment(ROOT / "conf" / "experiment" / "cpu-brown")
+    stage = plan(exp, Options(out_dir=tmp_path))[0]  # train-ghn: folder = the run folder
+    assert stage.folder == tmp_path / "train-ghn" / "cpu-brown-ghn3-t"
+    stage.output.parent.mkdir(parents=True)
+    stage.output.write_text("old ckpt")
+    assert set_aside_stale(tmp_path, stage) is None  # no marker: interrupted, resume it
+    assert stage.output.exists()
+    marker = marker_path(tmp_path, stage)
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"fingerprint": "another config"}))
+    moved = set_aside_stale(tmp_path, stage)
+    assert moved.parent == tmp_path / ".stale" and (moved / "checkpoints" / "last.ckpt").exists()
+    assert not stage.folder.exists() and not marker.exists()
