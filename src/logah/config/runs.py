@@ -63,7 +63,7 @@ class TrainGHNConfig:
     )
     trainer: TrainerConfig = field(
         default_factory=lambda: TrainerConfig(
-            max_steps=200, val_check_interval=50, limit_val_batches=4, gradient_clip_val=5.0,
+            max_steps=600, val_check_interval=100, limit_val_batches=4, gradient_clip_val=5.0,
             num_sanity_val_steps=0, log_every_n_steps=10,
         )
     )
