@@ -58,6 +58,16 @@ def test_tensorboard_holds_the_ghn_tags(trained):
     norm = dict(scalars["train/pred_param_norm"])
     step = max(reg)
     assert reg[step] == pytest.approx(3e-5 * norm[step], rel=1e-4)
+    # one Custom Scalars chart overlays zero-shot and random init
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    acc = EventAccumulator(str(trained), size_guidance={"tensors": 0})
+    acc.Reload()
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(acc.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    charts = {c.title: list(c.multiline.tag) for c in layout.category[0].chart}
+    assert charts["loss: zero-shot vs random init"] == ["val/zero_shot_loss", "val/random_init_loss"]
 
 
 def test_checkpoint_loads_with_load_ghn_and_predict_cli(trained, tmp_path):
