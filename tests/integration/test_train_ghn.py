@@ -7,8 +7,8 @@ import json
 
 import pytest
 import torch
-from finetune_synth import read_scalars, write_text_data
-from ghn_synth import ghn_overrides
+from finetune_synth import SyntheticImages, read_scalars, write_text_data
+from ghn_synth import TINY_GHN, ghn_overrides
 
 from logah.cli.main import main
 from logah.config import ConfigError, load_config
@@ -112,3 +112,24 @@ def test_max_minutes_stops_early_then_still_validates_and_checkpoints(tmp_path, 
     assert json.loads((run / "heldout.json").read_text())["global_step"] == 1
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 1
+
+
+def test_vit_task_trains_on_images_with_task_patch_sizes_and_accuracy(tmp_path):
+    from logah.cli.cmd_train_ghn import train_ghn
+
+    overrides = [
+        *TINY_GHN, "model.arch=vit-tiny", "model.image_size=16", "model.num_classes=10",
+        "archs.space.bands=[{layers: [1, 2], width: [16, 32]}]", "archs.space.head_groups=[[2]]",
+        "archs.space.patch_sizes=[4, 8]", "archs.num_train=8", "archs.num_heldout=2",
+        "archs.num_beyond=2", f"out_dir={tmp_path}", "trainer.max_steps=3",
+        "trainer.val_check_interval=3", "trainer.limit_val_batches=2",
+        "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false",
+        "trainer.accelerator=cpu",
+    ]
+    cfg = load_config(TrainGHNConfig, None, overrides)
+    result = train_ghn(cfg, datamodule=SyntheticImages(size=16, batch_size=16))
+    assert result.global_step == 3
+    report = result.heldout
+    assert {r["patch_size"] for r in report} <= {4, 8} and all("zero_shot_acc1" in r for r in report)
+    assert {"val/zero_shot_acc1", "val/random_init_acc1", "perf/images_per_s"} <= set(
+        read_scalars(result.run_dir))

@@ -94,8 +94,9 @@ def task_template(cfg: Any, task_dm: Any) -> Any:
     spec = resolve_spec(cfg.model)
     if spec.family == "gpt2" and getattr(task_dm, "vocab_size", None):
         spec = spec.replace(vocab_size=int(task_dm.vocab_size))
-    if spec.family == "vit":
-        spec = spec.replace(image_size=int(task_dm.image_size), in_chans=int(task_dm.channels))
+    if spec.family == "vit":  # the data's size and channels (data.image_size / data.channels)
+        spec = spec.replace(image_size=int(getattr(task_dm, "image_size", spec.image_size)),
+                            in_chans=int(getattr(task_dm, "channels", spec.in_chans)))
     check_data(task_dm, spec, cfg.data.name)
     return spec
 
@@ -135,11 +136,13 @@ def train_ghn(cfg: Any, *, datamodule: Any = None, callbacks: Sequence[Any] = ()
                                    resume=resume is not None)
     module = GHNModule(ghn_cfg.to_dict(), optim=dataclasses.asdict(cfg.optim), gamma=cfg.gamma,
                        label_smoothing=cfg.label_smoothing, seed=cfg.seed)
-    if cfg.trainer.strategy == "ddp" and "strategy" not in trainer_overrides:
+    if cfg.trainer.strategy in ("ddp", "ddp_spawn") and "strategy" not in trainer_overrides:
         from lightning.pytorch.strategies import DDPStrategy
 
         # Some GHN weights get no gradient from some architectures (e.g. the 1-D decoder).
-        trainer_overrides["strategy"] = DDPStrategy(find_unused_parameters=True)
+        start = "spawn" if cfg.trainer.strategy == "ddp_spawn" else "popen"
+        trainer_overrides["strategy"] = DDPStrategy(find_unused_parameters=True,
+                                                    start_method=start)
     trainer = build_trainer(cfg.trainer, folder, monitor="val/zero_shot_loss",
                             resume_step=resume.step if resume else None, callbacks=callbacks,
                             **trainer_overrides)
