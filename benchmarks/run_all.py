@@ -6,14 +6,15 @@ same Python, from the repository root. A benchmark prints its own table and writ
 combined table, one line per measured record::
 
     benchmark | case                      | measurements
-    predict   | gpt2-large, ghn=random:.. | params=774,030,080, init.seconds=8.79, predict.seconds=12.2
+    predict   | gpt2-large, ghn=random:.. | params=774,030,080, predict.seconds=12.2
 
 ``case`` joins a record's short text/boolean fields (``case``/``arch``/``name`` bare, others as
 ``key=value``), ``measurements`` its numeric fields (nested keys dotted). Each benchmark first gets
 a ``status`` line (ok / failed / timed out, seconds); a failure does not stop the others. The
 table is also written to ``benchmarks/results/summary.md`` (and ``summary.json``).
 
-Usage: ``python benchmarks/run_all.py [--only NAME ...] [--timeout S] [-- ARGS for each script]``
+Usage: ``python benchmarks/run_all.py [--only NAME ...] [--timeout S] [--args NAME="ARGS" ...]
+[-- ARGS for every script]``, e.g. ``--args predict="--repeats 1" ghn_step="--steps 2"``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -150,10 +152,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", type=Path, default=HERE, help="folder of benchmark scripts")
     ap.add_argument("--only", nargs="+", metavar="NAME", help="run only these (file stems)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per benchmark")
+    ap.add_argument("--args", nargs="+", default=[], metavar='NAME="ARGS"',
+                    help="arguments for one benchmark (file stem), e.g. predict=\"--repeats 1\"")
     ap.add_argument("extra", nargs=argparse.REMAINDER, help="after --: passed to every benchmark")
     args = ap.parse_args(argv)
     extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
     scripts = discover(args.dir)
+    own = {}
+    for item in args.args:
+        name, sep, value = item.partition("=")
+        if not sep or name not in {s.stem for s in scripts}:
+            print(f"error: --args {item!r}: expected NAME=ARGS with NAME a benchmark in "
+                  f"{args.dir}", file=sys.stderr)
+            return 2
+        own[name] = shlex.split(value)
     if args.only:
         unknown = set(args.only) - {s.stem for s in scripts}
         if unknown:
@@ -169,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, summary, failed = [], {}, 0
     for script in scripts:
         print(f"\n=== {script.stem} ===", flush=True)
-        status, written = run_one(script, results, args.timeout, extra)
+        status, written = run_one(script, results, args.timeout, extra + own.get(script.stem, []))
         failed += not status.startswith("ok")
         rows.append((script.stem, "status", status))
         for path, data in sorted(written.items()):

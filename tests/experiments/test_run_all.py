@@ -66,3 +66,13 @@ def test_only_and_unknown_names(run_all, tmp_path, capsys):
     assert run_all.main(["--dir", str(tmp_path), "--only", "nope"]) == 2
     assert "no such benchmark" in capsys.readouterr().err
     assert run_all.main(["--dir", str(tmp_path), "--only", "one"]) == 0
+
+
+def test_per_benchmark_args(run_all, tmp_path, capsys):
+    _bench(tmp_path, "echo", "json.dump([{'case': ' '.join(sys.argv[1:]), 'n': len(sys.argv) - 1}],"
+                             " open(out / 'echo.json', 'w'))\n")
+    _bench(tmp_path, "other", "assert len(sys.argv) == 2, sys.argv\n")
+    assert run_all.main(["--dir", str(tmp_path), "--args", "echo=--repeats 1 --x", "--", "-v"]) == 0
+    assert "| echo      | -v --repeats 1 --x | n=4" in capsys.readouterr().out
+    assert run_all.main(["--dir", str(tmp_path), "--args", "nope=1"]) == 2
+    assert "expected NAME=ARGS" in capsys.readouterr().err
