@@ -9,11 +9,12 @@ materialised: forward, cross-entropy, backward, AdamW (lr 3e-4, wd 1e-2) on its 
 The two alternate in each process (paired under the same machine load); the graph is built once
 and cached, as in training on a fixed architecture set (its build time is reported apart).
 
-Every process is pinned to 2 cores with 2 torch threads; one discarded warm-up process, then
+Every process is pinned to 2 cores with 2 torch threads (``--threads``); one discarded warm-up
+process, then
 ``--repeats`` processes, medians. Target: GHN step <= 1.25 x plain step (the reference: 2.97 s
 vs about 1.3 s). Writes ``benchmarks/results/ghn_step.json`` and prints a table.
 
-Usage: ``python benchmarks/ghn_step.py [--repeats 3] [--steps 5]``
+Usage: ``python benchmarks/ghn_step.py [--repeats 3] [--steps 5] [--threads 2]``
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ REFERENCE = dict(ghn_step_s=2.97, plain_step_s=1.3)
 
 CHILD = r"""
 import json, os, sys, time
+steps, warmup, threads = json.loads(sys.argv[1])
 cores = sorted(os.sched_getaffinity(0))[:2]
 os.sched_setaffinity(0, set(cores))
 import torch
-torch.set_num_threads(2)
+torch.set_num_threads(threads)
 import torch.nn.functional as F
 from logah.config import get_preset
 from logah.config.ghn import GHNConfig
@@ -48,7 +50,6 @@ from logah.lit.ghn_module import GHNModule
 from logah.lit.optim import build_optimizer
 from logah.nn import build_model
 
-steps, warmup = json.loads(sys.argv[1])
 spec = get_preset("gpt2-small").replace(n_layer=6, d_model=256, n_heads=8, d_qk=32, d_v=32,
                                          d_mlp=1024, n_ctx=256, tie_embeddings=False)
 g = torch.Generator().manual_seed(0)
@@ -109,9 +110,9 @@ print(json.dumps(dict(
 """
 
 
-def run_child(steps: int, warmup: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
-    res = subprocess.run([sys.executable, "-c", CHILD, json.dumps([steps, warmup])],
+def run_child(steps: int, warmup: int, threads: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    res = subprocess.run([sys.executable, "-c", CHILD, json.dumps([steps, warmup, threads])],
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=1200)
     if res.returncode:
         raise RuntimeError(f"child failed: {res.stderr.strip()[-2000:]}")
@@ -138,14 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="fresh processes")
     ap.add_argument("--steps", type=int, default=5, help="timed step pairs per process")
     ap.add_argument("--warmup", type=int, default=2, help="untimed step pairs per process")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads (2 = the target setting; 1 is less sensitive to load)")
     args, _ = ap.parse_known_args(argv)  # tolerate options run_all passes to every benchmark
     load_before = os.getloadavg()[0]
-    run_child(1, 1)  # discarded warm-up process (file cache, lazy imports)
-    runs = [run_child(args.steps, args.warmup) for _ in range(args.repeats)]
+    run_child(1, 1, args.threads)  # discarded warm-up process (file cache, lazy imports)
+    runs = [run_child(args.steps, args.warmup, args.threads) for _ in range(args.repeats)]
     load_after = os.getloadavg()[0]
     med = statistics.median
     rec = dict(
         case="gpt2 6x256 h8 untied vocab 50257 ctx 256, tokens 2x256, logah-t m=1",
+        threads=str(args.threads),
         ghn_step_s=med(r["ghn_step_s"] for r in runs),
         plain_step_s=med(r["plain_step_s"] for r in runs),
         ratio=med(x for r in runs for x in r["ratios"]),  # median of the paired ratios
