@@ -78,3 +78,24 @@ def read_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
     acc.Reload()
     return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
+
+
+def run_until_checkpoint_then_kill(cmd: list[str], last: Path, timeout: float) -> str:
+    """Start ``cmd``, SIGKILL its process group as soon as ``last`` exists; return its output.
+
+    Asserts the process really died by SIGKILL (not a clean exit before the kill).
+    """
+    import os
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    out, _ = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, out[-2000:]
+    return out

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
-from finetune_synth import read_scalars, text_overrides, write_text_data
+from finetune_synth import read_scalars, run_until_checkpoint_then_kill, text_overrides, write_text_data
 
 MAX_STEPS = 60
 
@@ -28,14 +25,7 @@ def test_sigkill_then_rerun_resumes_at_the_saved_step(tmp_path):
     run = tmp_path / "runs" / "finetune" / "r"
     last = run / "checkpoints" / "last.ckpt"
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    deadline = time.monotonic() + 240
-    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # mid-epoch: the epoch is far longer than MAX_STEPS
-    out, _ = proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, out[-2000:]
+    run_until_checkpoint_then_kill(cmd, last, timeout=240)  # mid-epoch
     saved = _step(last)  # atomic saves: whatever is there is a complete checkpoint
     assert 5 <= saved < MAX_STEPS
 

@@ -3,15 +3,12 @@ keeps its architectures (archs.json) and finishes at max_steps without overlappi
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
-from finetune_synth import read_scalars, write_text_data
+from finetune_synth import read_scalars, run_until_checkpoint_then_kill, write_text_data
 from ghn_synth import ghn_overrides
 
 MAX_STEPS = 24
@@ -30,14 +27,7 @@ def test_sigkill_then_rerun_resumes_at_the_saved_step(tmp_path):
     run = tmp_path / "runs" / "train-ghn" / "r"
     last = run / "checkpoints" / "last.ckpt"
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    deadline = time.monotonic() + 300
-    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    out, _ = proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, out[-2000:]
+    run_until_checkpoint_then_kill(cmd, last, timeout=300)  # mid-epoch
     saved = _step(last)  # atomic saves: whatever is there is a complete checkpoint
     assert 2 <= saved < MAX_STEPS
     archs = (run / "archs.json").read_text()
