@@ -139,3 +139,17 @@ def test_tiled_decoder_slices_tiles_and_uses_the_class_predictor() -> None:
     assert v.shape == (2, 2, 9)
     torch.testing.assert_close(v[:, :, 6:], v[:, :, :3])
     assert dec.decode_1d(x, 7, classifier=True).shape == (2, 2, 7)
+
+
+@pytest.mark.parametrize("shape4", [(40, 24, 1, 1), (8, 3, 4, 4), (600, 8, 1, 1)])
+def test_decode_nd_items_are_decode_nd_split_with_their_norms(shape4) -> None:
+    # (600, 8) > 2K rows: the tiled fallback (norms from the tensors) is covered too
+    torch.manual_seed(0)
+    for dec in (LowRankDecoder(hid=16, rank=4, max_width=256), TiledDecoder(16, 6, 2, 10)):
+        x, std, scale = torch.randn(3, 16), torch.tensor([0.02, 0.0, 0.0]), torch.ones(3)
+        whole = dec.decode_nd(x, shape4, std, scale)
+        items, norms = dec.decode_nd_items(x, shape4, std, scale)
+        assert len(items) == 3 and norms.shape == (3,)
+        for w, item, n in zip(whole, items, norms, strict=True):
+            torch.testing.assert_close(item, w, rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(n, w.norm(), rtol=1e-5, atol=1e-7)

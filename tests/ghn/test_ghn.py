@@ -139,3 +139,26 @@ def test_unknown_node_type_is_one_clear_error(tiny_graphs) -> None:
     ghn = GHN(GHNConfig(preset="logah-t", n_types=5), seed=0)
     with pytest.raises(GHNInputError, match="type table"):
         ghn(tiny_graphs[0])
+
+
+@pytest.mark.parametrize("preset", ["logah-t", "ghn3-t"])
+def test_norms_returned_for_training_equal_the_tensors_norms_with_the_same_gradient(
+        preset: str, tiny_graphs) -> None:
+    """``norms=True`` (low-rank: from the factors' Gram matrices) is the Frobenius norm of each
+    predicted tensor, and the regulariser's gradient on the GHN is the same as through W."""
+    ghn = GHN(GHNConfig(preset=preset, max_shape=32), seed=0).double()
+    params, norms = ghn(tiny_graphs, norms=True)
+    for p, n in zip(params, norms, strict=True):
+        want = torch.stack([t.norm() for t in p.values()])
+        torch.testing.assert_close(n, want, rtol=1e-10, atol=1e-12)
+    fast = torch.autograd.grad(sum(n.sum() for n in norms), list(ghn.parameters()),
+                               allow_unused=True)
+    params = ghn(tiny_graphs)
+    slow = torch.autograd.grad(sum(t.norm() for p in params for t in p.values()),
+                               list(ghn.parameters()), allow_unused=True)
+    assert any(f is not None and f.abs().sum() > 0 for f in fast)
+    for (name, _), f, s in zip(ghn.named_parameters(), fast, slow, strict=True):
+        if s is None:
+            assert f is None or not f.any(), name
+        else:
+            torch.testing.assert_close(f, s, rtol=1e-8, atol=1e-12, msg=name)

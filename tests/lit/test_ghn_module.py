@@ -82,9 +82,10 @@ def test_a_prediction_missing_a_parameter_fails_loudly():
             super().__init__()
             self.inner = ghn
 
-        def forward(self, graphs):
-            out = self.inner(graphs)
-            return [{k: v for k, v in d.items() if k != "ln_f.bias"} for d in out]
+        def forward(self, graphs, norms=False):
+            out, fro = self.inner(graphs, norms=True)
+            out = [{k: v for k, v in d.items() if k != "ln_f.bias"} for d in out]
+            return (out, fro) if norms else out
 
     broken = GHNModule(TINY_GHN.to_dict(), ghn_module=Dropping(mod.ghn))
     with pytest.raises(RuntimeError,

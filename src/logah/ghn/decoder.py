@@ -9,6 +9,8 @@ shape, so prediction batches every node of a shape into one call:
   ``scale[j]`` otherwise (fan-in or no normalisation).
 * ``decode_1d(x (g, hid), c, classifier)`` -> (g, 2, c) raw: row 0 feeds a norm weight, row 1 a
   bias (the reference's convention; the caller applies the 1-D nonlinearities).
+* ``decode_nd_items(...)`` -> ``decode_nd``'s g tensors as a list plus their Frobenius norms (g,),
+  for training (the low-rank decoder gets the norms from r x r Gram matrices, never from W).
 
 :class:`LowRankDecoder` (LoGAH) never materialises a K-wide intermediate: it computes only the
 slices of the shared Linear(r, K)'s output that the requested factors need, folds normalisation
@@ -60,6 +62,13 @@ class _DecoderBase:
         """A function ``take(j)`` -> item j of ``decode_nd(x, ...)`` (one item at a time)."""
         return lambda j: self.decode_nd(x[j:j + 1], shape4, std_target[j:j + 1],
                                         scale[j:j + 1], classifier)[0]
+
+    def decode_nd_items(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
+                        std_target: torch.Tensor, scale: torch.Tensor,
+                        classifier: bool = False) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """``decode_nd`` as g tensors (co, ci, kh, kw) plus their Frobenius norms (g,)."""
+        w = self.decode_nd(x, shape4, std_target, scale, classifier)
+        return list(w.unbind(0)), w.flatten(1).norm(dim=1)
 
     _tile_level = logging.WARNING
 
@@ -144,7 +153,7 @@ class LowRankDecoder(_DecoderBase, nn.Module):
         co, ci, kh, kw = shape4
         factors = self._scaled_factors(x, shape4, std_target, scale)
         if factors is not None:
-            w = torch.matmul(*factors)  # (g, m, n): the one full-size op
+            w = torch.matmul(*factors[:2])  # (g, m, n): the one full-size op
         else:
             m, n = co * kh, ci * kw
             bm, bn = min(m, self.K), min(n, self.K)
@@ -155,6 +164,18 @@ class LowRankDecoder(_DecoderBase, nn.Module):
             w = w * mult[:, None, None]
         return _to_4d(w, shape4)
 
+    def decode_nd_items(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
+                        std_target: torch.Tensor, scale: torch.Tensor,
+                        classifier: bool = False) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """One product per item, so each item's gradient flows back into its own (m, r) and
+        (r, n) factors (no full-size stack of the group's gradients), and the norms come from
+        the r x r Gram matrices (no full-size pass, forward or backward)."""
+        factors = self._scaled_factors(x, shape4, std_target, scale)
+        if factors is None:  # tiled
+            return super().decode_nd_items(x, shape4, std_target, scale, classifier)
+        a, b, norm = factors
+        return [_to_4d(aj @ bj, shape4) for aj, bj in zip(a.unbind(0), b.unbind(0))], norm
+
     def prepare_nd(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
                    std_target: torch.Tensor, scale: torch.Tensor,
                    classifier: bool = False) -> Callable[[int], torch.Tensor]:
@@ -163,21 +184,26 @@ class LowRankDecoder(_DecoderBase, nn.Module):
         factors = self._scaled_factors(x, shape4, std_target, scale)
         if factors is None:
             return super().prepare_nd(x, shape4, std_target, scale, classifier)
-        a, b = factors
+        a, b, _ = factors
         return lambda j: _to_4d(torch.matmul(a[j], b[j]), shape4)
 
     def _scaled_factors(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
                         std_target: torch.Tensor, scale: torch.Tensor
-                        ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(A * multiplier, B) for the group, or None when the shape needs tiling."""
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(A * multiplier, B, ||A B||_F after scaling) for the group, or None when the shape
+        needs tiling."""
         co, ci, kh, kw = shape4
         m, n = co * kh, ci * kw  # rows = out channels x kernel, cols = in channels x kernel
         if not self.capacity(m, n):
             return None
         a, b = self.factors(self.seeds(x), m, n)
-        mult = _std_scale(lowrank_std(a, b), std_target, scale)[:, None, None]
+        total, sq = lowrank_moments(a, b)
+        mult = _std_scale(_moments_std(total, sq, m * n), std_target, scale)  # (g,)
+        # ||(c A) B||_F = |c| sqrt(sum W^2); the clamp keeps the gradient finite at W = 0.
+        norm = (mult.double().abs() * sq.clamp(min=1e-300).sqrt()).to(a.dtype)
+        mult = mult[:, None, None]
         # In place when nothing needs A for a backward pass (streaming prediction).
-        return (a * mult if torch.is_grad_enabled() else a.mul_(mult)), b
+        return (a * mult if torch.is_grad_enabled() else a.mul_(mult)), b, norm
 
     def decode_1d(self, x: torch.Tensor, c: int, classifier: bool = False) -> torch.Tensor:
         s = self.seeds(x)
@@ -191,18 +217,26 @@ class LowRankDecoder(_DecoderBase, nn.Module):
         return v.view(-1, 2, c)
 
 
-def lowrank_std(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Unbiased std of each W = A B without forming W. a (g, m, r), b (g, r, n) -> (g,).
+def lowrank_moments(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """sum(W) and sum(W^2) of each W = A B without forming W. a (g, m, r), b (g, r, n) -> (g,) x 2.
 
-    sum(W) = (1^T A)(B 1); sum(W^2) = <A^T A, B B^T> (Frobenius); computed in float64 so the
-    cancellation in E[w^2] - E[w]^2 costs nothing visible in float32.
+    sum(W) = (1^T A)(B 1); sum(W^2) = <A^T A, B B^T> (Frobenius); float64, so the cancellation in
+    E[w^2] - E[w]^2 costs nothing visible in float32.
     """
     a64, b64 = a.double(), b.double()
-    numel = a.shape[1] * b.shape[2]
     total = (a64.sum(1) * b64.sum(2)).sum(1)  # (g,)
     sq = (a64.transpose(1, 2) @ a64 * (b64 @ b64.transpose(1, 2))).sum((1, 2))
+    return total, sq
+
+
+def _moments_std(total: torch.Tensor, sq: torch.Tensor, numel: int) -> torch.Tensor:
     var = (sq - total * total / numel) / max(numel - 1, 1)
     return var.clamp(min=0).sqrt()
+
+
+def lowrank_std(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Unbiased std of each W = A B without forming W. a (g, m, r), b (g, r, n) -> (g,) float64."""
+    return _moments_std(*lowrank_moments(a, b), a.shape[1] * b.shape[2])
 
 
 class TiledDecoder(_DecoderBase, nn.Module):

@@ -170,16 +170,23 @@ class GHN(nn.Module):
             plans.append(items)
         return plans
 
-    def _decode(self, x: torch.Tensor, key: tuple, items: Sequence[Item]) -> list[torch.Tensor]:
-        """Decode one group of equal-key items; x (g, hid) are their nodes' embeddings."""
+    def _decode(self, x: torch.Tensor, key: tuple, items: Sequence[Item]
+                ) -> tuple[list[torch.Tensor], torch.Tensor | list[torch.Tensor]]:
+        """Decode one group of equal-key items; x (g, hid) are their nodes' embeddings.
+
+        Returns the g tensors and their Frobenius norms (a (g,) tensor or g scalars).
+        """
         kind, size, classifier = key
         if kind == "1d":
             v = self.decoder.decode_1d(x, size, classifier)  # (g, 2, c)
-            return [apply_1d(v[j:j + 1], it.rule)[0] for j, it in enumerate(items)]
+            # unbind, not v[j]: one backward node for the group instead of g zero-filled copies
+            out = [apply_1d(vj[None], it.rule)[0]
+                   for vj, it in zip(v.unbind(0), items, strict=True)]
+            return out, [t.norm() for t in out]
         std = x.new_tensor([it.rule.std_target for it in items])
         scale = x.new_tensor([it.rule.scale for it in items])
-        w = self.decoder.decode_nd(x, size, std, scale, classifier)  # (g, co, ci, kh, kw)
-        return [w[j].reshape(it.shape) for j, it in enumerate(items)]
+        ws, norm = self.decoder.decode_nd_items(x, size, std, scale, classifier)  # g x 4-D, (g,)
+        return [wj.reshape(it.shape) for wj, it in zip(ws, items, strict=True)], norm
 
     def _no_autocast(self):
         # Decoders run in float32 even under mixed precision (as the reference does).
@@ -187,15 +194,21 @@ class GHN(nn.Module):
             "cpu", "cuda") else contextlib.nullcontext()
 
     # ---- prediction -----------------------------------------------------------------------------
-    def forward(self, graphs: Data | Sequence[Data]) -> list[dict[str, torch.Tensor]]:
+    def forward(self, graphs: Data | Sequence[Data], norms: bool = False
+                ) -> list[dict[str, torch.Tensor]] | tuple[list[dict[str, torch.Tensor]],
+                                                           list[torch.Tensor]]:
         """Predict every parameter of every graph's model (differentiable).
 
         Args:
             graphs: an ArchGraph, a list of them, or a Batch from ``batch_graphs``.
+            norms: also return, per graph, the Frobenius norm of every predicted tensor, (P,) in
+                ``param_names`` order (the training regulariser). The low-rank decoder computes
+                them from its factors, so neither the forward nor the backward pass touches the
+                full tensors for them.
 
         Returns:
             One dict per graph, ``param_names`` order: name -> tensor of the parameter's shape
-            (on the GHN's device, the GHN's dtype).
+            (on the GHN's device, the GHN's dtype); with ``norms``, ``(dicts, norms)``.
         """
         batch = as_batch(graphs)
         plans = self.plan(batch)
@@ -205,13 +218,21 @@ class GHN(nn.Module):
             for it in items:
                 groups.setdefault(it.key, []).append(it)
         out: list[dict[str, torch.Tensor]] = [{} for _ in plans]
+        fro: list[dict[str, torch.Tensor]] = [{} for _ in plans]
         with self._no_autocast():
             h = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h
             for key, items in groups.items():
                 x = h[torch.tensor([it.node for it in items], device=h.device)]
-                for it, t in zip(items, self._decode(x, key, items), strict=True):
-                    out[it.graph][it.name] = t
-        return [{it.name: d[it.name] for it in items} for d, items in zip(out, plans, strict=True)]
+                tensors, group_norms = self._decode(x, key, items)
+                if isinstance(group_norms, torch.Tensor):
+                    group_norms = group_norms.unbind(0)
+                for it, t, n in zip(items, tensors, group_norms, strict=True):
+                    out[it.graph][it.name], fro[it.graph][it.name] = t, n
+        params = [{it.name: d[it.name] for it in items} for d, items in zip(out, plans, strict=True)]
+        if not norms:
+            return params
+        return params, [torch.stack([f[it.name] for it in items])
+                        for f, items in zip(fro, plans, strict=True)]
 
     @torch.no_grad()
     def predict(self, graph: Data) -> Iterator[tuple[str, torch.Tensor]]:

@@ -106,10 +106,11 @@ class GHNModule(L.LightningModule):
             self._targets[key] = build_model(spec, device="meta")
         return self._targets[key]
 
-    def predict_params(self, graphs: Any) -> list[dict[str, torch.Tensor]]:
-        """``ghn(graphs)``: the encoder follows the trainer's precision, the GHN's decoders always
-        run in fp32 (``logah.ghn`` turns autocast off around them, as the reference does)."""
-        return self.ghn(graphs)
+    def predict_params(self, graphs: Any, norms: bool = False) -> Any:
+        """``ghn(graphs, norms)``: the encoder follows the trainer's precision, the GHN's decoders
+        always run in fp32 (``logah.ghn`` turns autocast off around them, as the reference does).
+        """
+        return self.ghn(graphs, norms=norms)
 
     def run_target(self, spec: ModelSpec, params: dict[str, torch.Tensor],
                    x: torch.Tensor) -> torch.Tensor:
@@ -133,12 +134,14 @@ class GHNModule(L.LightningModule):
             per model (fp32), and ``group_norms``: kind -> list of per-tensor norms (detached).
         """
         x, y = task
-        params = self.predict_params(archs.graphs)
+        # Norms from the GHN: the low-rank decoder gets them from its factors, which saves a
+        # full-size pass over every predicted tensor in the forward and the backward.
+        params, fro = self.predict_params(archs.graphs, norms=True)
         task_losses, norms = [], []
         group_norms: dict[str, list[torch.Tensor]] = defaultdict(list)
-        for spec, p in zip(archs.specs, params):
+        for spec, p, per_tensor in zip(archs.specs, params, fro, strict=True):
             task_losses.append(task_loss(self.run_target(spec, p, x), y, self.label_smoothing))
-            per_tensor = torch.stack([t.float().norm() for t in p.values()])  # (P,)
+            per_tensor = per_tensor.float()  # (P,) in p's order
             norms.append(per_tensor.sum())
             for name, value in zip(p, per_tensor.detach()):
                 group_norms[param_group(name)].append(value)
