@@ -75,6 +75,24 @@ def test_rerunning_a_finished_run_resumes_at_its_last_step(lm_run, capsys):
     last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == 40
     assert set(events_before) <= set(run.glob("events.out.tfevents.*"))
+    assert [s for s, _ in read_scalars(run)["val/loss"]].count(0) == 1  # no 2nd step-0 validation
+
+
+def test_validation_at_step_zero_measures_the_init_and_leaves_training_unchanged(lm_run, tmp_path):
+    run, args = lm_run
+    val = sorted(read_scalars(run)["val/loss"])
+    assert val[0][0] == 0 and val[0][1] > 3.5  # the random init: ~ln(64) on 64 tokens
+    assert val[1][0] in (9, 10) and val[1][1] < val[0][1]  # Lightning logs in-fit validation at 9
+    # Without it, the same seed trains to the same weights (training is re-seeded after it).
+    other = [*(a for a in args if not a.startswith("out_dir=")), f"out_dir={tmp_path}",
+             "trainer.val_at_start=false"]
+    assert main(["finetune", *other]) == 0
+    no_start = tmp_path / "finetune" / "lm"
+    assert sorted(read_scalars(no_start)["val/loss"])[0][0] == val[1][0]
+    from logah.nn.io import load_state
+
+    a, b = load_state(run / "weights"), load_state(no_start / "weights")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_resume_with_a_changed_model_is_refused(lm_run, capsys):
@@ -128,6 +146,8 @@ def test_wrong_shape_weights_is_one_error_naming_the_tensor(tmp_path, capsys):
     (["trainer.accelerator=gpu"], "trainer"),
     (["name=a/b"], "name"),
     (["model.arch=vit-tiny"], "data.name"),
+    (["label_smoothing=0.1"], "label_smoothing"),  # a GPT-2
+    (["label_smoothing=1.5"], "label_smoothing"),
 ])
 def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path, capsys, extra, culprit):
     if culprit == "trainer" and torch.cuda.is_available():

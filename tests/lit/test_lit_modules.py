@@ -62,6 +62,20 @@ def test_image_classifier_top1_top5_match_hand_counts():
     assert metrics["val/loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
 
 
+def test_label_smoothing_applies_to_the_training_loss_only():
+    model = build_model(VIT, seed=0)
+    module = module_for(model, OptimConfig(), label_smoothing=0.1)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(6, 3, 8, 8, generator=g), torch.randint(0, 12, (6,), generator=g)
+    module.train()
+    loss, logits = module.loss_and_output((x, y))
+    assert loss.item() == pytest.approx(F.cross_entropy(logits, y, label_smoothing=0.1).item())
+    assert loss.item() != pytest.approx(F.cross_entropy(logits, y).item())
+    metrics = _validate(module, TensorDataset(x, y), batch_size=6)
+    assert metrics["val/loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+    assert isinstance(module_for(build_model(GPT, seed=0), OptimConfig(), 0.1), CausalLM)
+
+
 def test_few_classes_log_no_top5():
     spec = VIT.replace(num_classes=3)
     module = ImageClassifier(build_model(spec, seed=0), OptimConfig())

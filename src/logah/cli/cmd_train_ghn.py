@@ -110,7 +110,6 @@ def train_ghn(cfg: Any, *, datamodule: Any = None, callbacks: Sequence[Any] = ()
         datamodule: a task DataModule to use instead of ``build_datamodule(cfg.data, ...)``.
         callbacks, **trainer_overrides: extra Lightning callbacks / ``Trainer`` arguments.
     """
-    import lightning as L
 
     from logah.config.arch import validate_archs
     from logah.config.model import resolve_spec
@@ -119,7 +118,7 @@ def train_ghn(cfg: Any, *, datamodule: Any = None, callbacks: Sequence[Any] = ()
     from logah.lit.ghn_module import GHNModule
     from logah.lit.optim import check_optim_config
     from logah.lit.rundir import check_run, run_dir, start_run
-    from logah.lit.trainer import build_trainer
+    from logah.lit.trainer import build_trainer, fit
 
     check_optim_config(cfg.optim)
     validate_archs(cfg.archs)
@@ -153,8 +152,8 @@ def train_ghn(cfg: Any, *, datamodule: Any = None, callbacks: Sequence[Any] = ()
          f"{len(archs.heldout)} held out; run folder {folder}")
     if resume is not None:
         _say(f"train-ghn: resuming {folder} from {resume.path.name} at step {resume.step}")
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    trainer.fit(module, datamodule=archs, ckpt_path=str(resume.path) if resume else None)
+    fit(trainer, module, archs, cfg=cfg.trainer, seed=cfg.seed,
+        ckpt_path=str(resume.path) if resume else None)
     if 0 < trainer.global_step < trainer.max_steps:
         _say(f"train-ghn: stopped at step {trainer.global_step} of {trainer.max_steps} "
              f"(max_minutes={cfg.max_minutes})")

@@ -30,6 +30,7 @@ class FinetuneConfig:
     seed: int = 0
     out_dir: str = "runs"
     init: str = "random"  # random | orthogonal | weights:PATH
+    label_smoothing: float = 0.0  # image classification (the paper's ImageNet runs use 0.1)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -64,6 +65,6 @@ class TrainGHNConfig:
     trainer: TrainerConfig = field(
         default_factory=lambda: TrainerConfig(
             max_steps=600, val_check_interval=100, limit_val_batches=4, gradient_clip_val=5.0,
-            num_sanity_val_steps=0, log_every_n_steps=10,
+            num_sanity_val_steps=0, log_every_n_steps=10, val_at_start=False,
         )
     )

@@ -17,6 +17,7 @@ class TrainerConfig:
     val_check_interval: int = 100  # optimizer steps between validations (and best.ckpt checks)
     ckpt_every_n_steps: Optional[int] = None  # last.ckpt every N optimizer steps; None: val_check_interval
     limit_val_batches: int = 20  # batches per validation; 0 disables validation
+    val_at_start: bool = True  # validate once at step 0 of a fresh run (the init's own quality)
     num_sanity_val_steps: int = 2
     accelerator: str = field(default="auto", metadata=choices("auto", "cpu", "gpu", "cuda", "mps"))
     devices: Any = 1  # int, "auto" or a list of device ids

@@ -26,7 +26,7 @@ from logah.lit.init import build_target, model_config_for, parse_init, resolve_i
 from logah.lit.optim import check_optim_config
 from logah.lit.rundir import check_run, is_rank_zero, run_dir, start_run
 from logah.lit.target_module import module_for
-from logah.lit.trainer import build_trainer
+from logah.lit.trainer import build_trainer, fit
 
 COMMAND = "finetune"
 WEIGHTS_DIR = "weights"
@@ -42,6 +42,14 @@ class FinetuneResult:
     resumed_from: Optional[int]
     metrics: dict[str, float]
     weights_dir: Optional[Path]  # None on ranks other than 0
+
+
+def check_label_smoothing(value: float, spec: ModelSpec) -> None:
+    """``label_smoothing`` is in [0, 1) and only set for image classification."""
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"label_smoothing: must be in [0, 1), got {value}")
+    if value and spec.family == "gpt2":
+        raise ConfigError("label_smoothing: applies to image classification; the model is a GPT-2")
 
 
 def check_data(dm: Any, spec: ModelSpec, data_name: str) -> None:
@@ -105,6 +113,7 @@ def finetune(
     check_optim_config(cfg.optim)
     init = parse_init(cfg.init)
     cfg, spec = resolve_run_spec(cfg, model_given)
+    check_label_smoothing(cfg.label_smoothing, spec)
     folder = run_dir(cfg.out_dir, COMMAND, cfg.name)
     if datamodule is None:
         from logah.data import build_datamodule
@@ -114,7 +123,7 @@ def finetune(
     resume = check_run(folder, cfg)
     # A resumed run takes its weights from the checkpoint, so the init file is not read again.
     model = build_target(spec, init, seed=cfg.seed, load_weights=resume is None)
-    module = module_for(model, cfg.optim)
+    module = module_for(model, cfg.optim, cfg.label_smoothing)
     trainer = build_trainer(
         cfg.trainer, folder, resume_step=resume.step if resume else None, callbacks=callbacks,
         **trainer_overrides,
@@ -122,8 +131,8 @@ def finetune(
     start_run(folder, cfg, resume)  # the first write: every check above has passed
     if resume is not None:
         _say(f"finetune: resuming {folder} from {resume.path.name} at step {resume.step}")
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume.path) if resume else None)
+    fit(trainer, module, datamodule, cfg=cfg.trainer, seed=cfg.seed,
+        ckpt_path=str(resume.path) if resume else None)
     weights = None
     if trainer.is_global_zero:
         from logah.nn.io import save_weights

@@ -130,6 +130,7 @@ class ImageClassifier(TargetModule):
 
     Logs ``val/acc1`` and, with more than 5 classes, ``val/acc5`` (torchmetrics multiclass
     accuracy, micro-averaged over all validation images, as fractions in [0, 1]).
+    ``label_smoothing`` applies to the training loss only.
     """
 
     unit = "images"
@@ -144,7 +145,10 @@ class ImageClassifier(TargetModule):
     def loss_and_output(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
         logits = self.model(x)  # (B, num_classes)
-        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits
+        # Smoothing is a training regulariser: val/loss stays the plain cross-entropy, comparable
+        # across runs (Lightning puts the module in eval mode for validation).
+        smoothing = self.label_smoothing if self.training else 0.0
+        return F.cross_entropy(logits, y, label_smoothing=smoothing), logits
 
     def update_val_metrics(self, output: torch.Tensor, batch: Batch) -> None:
         self.acc1.update(output, batch[1])
@@ -160,7 +164,9 @@ class ImageClassifier(TargetModule):
         return out
 
 
-def module_for(model: nn.Module, optim: OptimConfig) -> TargetModule:
-    """The LightningModule for a model's family: :class:`CausalLM` or :class:`ImageClassifier`."""
-    family = model.spec.family
-    return CausalLM(model, optim) if family == "gpt2" else ImageClassifier(model, optim)
+def module_for(model: nn.Module, optim: OptimConfig, label_smoothing: float = 0.0) -> TargetModule:
+    """The LightningModule for a model's family: :class:`CausalLM` or :class:`ImageClassifier`
+    (``label_smoothing`` applies to image classification only)."""
+    if model.spec.family == "gpt2":
+        return CausalLM(model, optim)
+    return ImageClassifier(model, optim, label_smoothing=label_smoothing)

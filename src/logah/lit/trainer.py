@@ -20,6 +20,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.loggers import TensorBoardLogger
+from torchmetrics import Metric
 
 from logah.config.errors import ConfigError
 from logah.config.train import TrainerConfig
@@ -176,3 +177,20 @@ def build_trainer(
         return L.Trainer(**kwargs)
     except (MisconfigurationException, ValueError, TypeError, RuntimeError) as e:
         raise ConfigError(f"trainer: {str(e).strip().splitlines()[0]}") from None
+
+
+def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, *,
+        cfg: TrainerConfig, seed: int, ckpt_path: Optional[str] = None) -> None:
+    """Seed, validate at step 0 when ``cfg.val_at_start`` (fresh runs only: the curves then start
+    at the initialisation's own value), re-seed so training does not depend on that choice, fit.
+    """
+    if cfg.val_at_start and ckpt_path is None and cfg.limit_val_batches > 0:
+        L.seed_everything(seed, workers=True, verbose=False)
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+        # validate() ran under inference mode, so the metrics' states are inference tensors that
+        # fit's validation could not update in place: reset them out here (fresh, normal tensors).
+        for m in module.modules():
+            if isinstance(m, Metric):
+                m.reset()
+    L.seed_everything(seed, workers=True, verbose=False)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
