@@ -110,6 +110,39 @@ def test_hf_dataset_dir_with_a_fake_datasets_module(tmp_path, monkeypatch):
         prepare_text([str(ds_dir)], tmp_path / "x", text_field="body", progress=False)
 
 
+WIKI_ROWS = ["", " = Alpha = \n", "", " Alpha is first . \n", " = = History = = \n",
+             " It began . \n", "", " = Beta = \n", " Beta is second . \n"]
+
+
+def test_group_rows_modes():
+    from logah.data.sources import group_rows
+
+    assert list(group_rows(WIKI_ROWS)) == WIKI_ROWS
+    assert list(group_rows(WIKI_ROWS, "concat")) == ["".join(WIKI_ROWS)]
+    # a section heading (" = = History = = ") does not start an article; leading blanks stay
+    assert list(group_rows(WIKI_ROWS, "wikitext")) == ["".join(WIKI_ROWS[:7]),
+                                                       "".join(WIKI_ROWS[7:])]
+    assert list(group_rows([], "wikitext")) == []
+
+
+def test_hf_wikitext_rows_become_articles(tmp_path, monkeypatch, capsys):
+    ds_dir = tmp_path / "hf"
+    ds_dir.mkdir()
+    (ds_dir / "dataset_dict.json").write_text('{"splits": ["train", "validation"]}')
+    _fake_datasets(monkeypatch, {"train": [{"text": t} for t in WIKI_ROWS],
+                                 "validation": [{"text": t} for t in WIKI_ROWS[7:]]})
+    meta = prepare_text([str(ds_dir)], tmp_path / "out", rows="wikitext", progress=False)
+    assert (meta["train_docs"], meta["val_docs"], meta["rows"]) == (2, 1, "wikitext")
+    assert _docs(_read(tmp_path / "out" / "train.bin")) == ["".join(WIKI_ROWS[:7]),
+                                                            "".join(WIKI_ROWS[7:])]
+    with pytest.raises(SystemExit) as exit_info:  # argparse: usage + one error line, exit 2
+        main(["prepare-text", str(ds_dir), "--out", str(tmp_path / "o2"), "--rows", "lines"])
+    assert exit_info.value.code == 2 and "--rows" in capsys.readouterr().err
+    with pytest.raises(DataError, match=r"--rows: 'lines'"):
+        prepare_text([str(ds_dir)], tmp_path / "o3", rows="lines", progress=False)
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
 def test_hf_dataset_without_datasets_installed(tmp_path, monkeypatch):
     ds_dir = tmp_path / "hf"
     ds_dir.mkdir()

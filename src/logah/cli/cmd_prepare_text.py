@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "auto detects it")
     p.add_argument("--glob", default="*", help="file-name pattern inside folders/archives")
     p.add_argument("--text-field", default="text", help="text column of a HF dataset")
+    p.add_argument("--rows", default="document", choices=("document", "wikitext", "concat"),
+                   help="HF dataset rows -> documents: each row (default); wikitext: one per "
+                        "article (rows between ' = Title = ' headings); concat: all rows of a split")
     p.add_argument("--seed", type=int, default=2357, help="seed of the document split")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     meta = prepare_text(
         args.srcs, args.out, val_srcs=args.val_from, val_fraction=args.val_fraction,
         workers=args.workers, fmt=args.fmt, glob=args.glob, text_field=args.text_field,
-        seed=args.seed, progress=not args.no_progress,
+        seed=args.seed, progress=not args.no_progress, rows=args.rows,
     )
     print(
         f"{args.out}: train {meta['train_tokens']:,} tokens ({meta['train_docs']} docs), "

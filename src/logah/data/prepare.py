@@ -141,7 +141,7 @@ def _tagged_items(streams: list[DocStream]) -> Iterator[tuple[Optional[str], Wor
 def prepare_text(
     srcs: list[str], out: str | Path, *, val_srcs: tuple[str, ...] | list[str] = (),
     val_fraction: float = 0.05, workers: int = 0, fmt: str = "auto", glob: str = "*",
-    text_field: str = "text", seed: int = 2357, progress: bool = True,
+    text_field: str = "text", seed: int = 2357, progress: bool = True, rows: str = "document",
 ) -> dict[str, Any]:
     """Tokenise ``srcs`` into ``out/train.bin``, ``out/val.bin`` and ``out/meta.json``.
 
@@ -154,6 +154,8 @@ def prepare_text(
         fmt: ``auto``, ``plain`` or ``brown`` (see :mod:`logah.data.sources`).
         glob: file-name pattern used inside folders and archives.
         text_field: text column of Hugging Face datasets.
+        rows: how Hugging Face dataset rows become documents: ``document`` (each row),
+            ``wikitext`` (one per article) or ``concat`` (all rows of a split).
         seed: seed of the document split.
         progress: show a tqdm bar (documents, with the token count) on stderr.
 
@@ -167,9 +169,9 @@ def prepare_text(
 
     if not 0 <= val_fraction < 1:
         raise DataError(f"--val-fraction: must be in [0, 1), got {val_fraction}")
-    streams = resolve_sources(list(srcs), fmt=fmt, glob=glob, text_field=text_field)
+    streams = resolve_sources(list(srcs), fmt=fmt, glob=glob, text_field=text_field, rows=rows)
     streams += resolve_sources(
-        list(val_srcs), fmt=fmt, glob=glob, text_field=text_field, split="val"
+        list(val_srcs), fmt=fmt, glob=glob, text_field=text_field, split="val", rows=rows
     )
     if not any(s.split == "val" for s in streams) and val_fraction == 0:
         raise DataError("--val-fraction: 0 leaves val.bin empty; give --val-from sources instead")
@@ -195,7 +197,7 @@ def prepare_text(
     meta = {
         "format": META_FORMAT, "dtype": "uint16", "tokenizer": "gpt2", "vocab_size": VOCAB_SIZE,
         "eot_token": EOT_TOKEN, **writer.summary(), "sources": [str(s) for s in srcs],
-        "val_sources": [str(s) for s in val_srcs], "seed": seed,
+        "val_sources": [str(s) for s in val_srcs], "seed": seed, "rows": rows,
     }
     with atomic_path(out / "meta.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")

@@ -1,7 +1,8 @@
 """Where ``logah prepare-text`` finds documents: text files, folders, tar archives, HF datasets.
 
-A *document* is one file (or tar member) or one row of a Hugging Face dataset; each is followed
-by ``<|endoftext|>`` in the token stream. Sources are resolved up front into :class:`DocStream`
+A *document* is one file (or tar member) or one row of a Hugging Face dataset (or, with
+``rows``, a group of rows: see :func:`group_rows`); each is followed by ``<|endoftext|>`` in the
+token stream. Sources are resolved up front into :class:`DocStream`
 objects that know their document count (needed for an exact, seeded train/val split and for the
 progress bar) and yield *work items* lazily, so a large dataset is never held in memory.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import tarfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -24,6 +25,8 @@ from logah.data.errors import DataError, DataFormatError, DataNotFoundError
 
 WorkItem = tuple[str, str, str]
 FORMATS = ("auto", "plain", "brown")
+ROWS = ("document", "wikitext", "concat")  # how Hugging Face dataset rows become documents
+_WIKI_TITLE = re.compile(r"^ = [^=].* = *\n?$")  # " = Title = " (sections are " = = ... = = ")
 _BROWN_FILE = re.compile(r"^c[a-r]\d\d$")  # Brown Form C file names: genre letter + number
 _TAR_SUFFIXES = (".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
 _VAL_SPLITS = ("validation", "valid", "val")
@@ -158,7 +161,30 @@ def is_hf_dataset_dir(path: Path) -> bool:
     )
 
 
-def _rows_stream(name: str, ds: Any, text_field: str, split: Optional[str]) -> DocStream:
+def group_rows(texts: Iterable[str], rows: str = "document") -> Iterator[str]:
+    """Documents from the text of consecutive dataset rows.
+
+    ``document``: each row is one. ``wikitext``: an article runs from one top-level heading row
+    ``" = Title = "`` to the next (HF WikiText stores one *line* per row, keeping its ``\n``, so
+    rows are joined as they are). ``concat``: all rows are one document (like a raw file).
+    """
+    if rows == "document":
+        yield from texts
+        return
+    buf: list[str] = []
+    has_text = False  # blank rows before the first heading join the first article
+    for text in texts:
+        if rows == "wikitext" and has_text and _WIKI_TITLE.match(text):
+            yield "".join(buf)
+            buf, has_text = [], False
+        buf.append(text)
+        has_text = has_text or bool(text.strip())
+    if buf:
+        yield "".join(buf)
+
+
+def _rows_stream(name: str, ds: Any, text_field: str, split: Optional[str],
+                 rows: str = "document") -> DocStream:
     columns = list(getattr(ds, "column_names", []))
     if text_field not in columns:
         raise DataFormatError(
@@ -166,14 +192,20 @@ def _rows_stream(name: str, ds: Any, text_field: str, split: Optional[str]) -> D
             "pick one with --text-field"
         )
 
-    def items() -> Iterator[WorkItem]:
+    def texts() -> Iterator[str]:
         for row in ds:
-            yield ("text", row[text_field] or "", "plain")
+            yield row[text_field] or ""
 
-    return DocStream(name, len(ds), items, split)
+    def items() -> Iterator[WorkItem]:
+        for text in group_rows(texts(), rows):
+            yield ("text", text, "plain")
+
+    # The document count (progress bar, seeded split) of grouped rows takes one counting pass.
+    count = len(ds) if rows == "document" else sum(1 for _ in group_rows(texts(), rows))
+    return DocStream(name, count, items, split)
 
 
-def _hf_streams(path: Path, text_field: str) -> list[DocStream]:
+def _hf_streams(path: Path, text_field: str, rows: str) -> list[DocStream]:
     try:
         import datasets
     except ImportError as e:
@@ -186,21 +218,22 @@ def _hf_streams(path: Path, text_field: str) -> list[DocStream]:
     except Exception as e:  # datasets raises several types for a damaged folder
         raise DataFormatError(f"{path}: cannot load the Hugging Face dataset ({e})") from e
     if not isinstance(obj, Mapping):
-        return [_rows_stream(str(path), obj, text_field, None)]
+        return [_rows_stream(str(path), obj, text_field, None, rows)]
     if "train" not in obj:
         splits = ", ".join(obj)
         raise DataFormatError(f"{path}: DatasetDict has no 'train' split (splits: {splits})")
     val = next((s for s in _VAL_SPLITS if s in obj), None)
-    streams = [_rows_stream(f"{path}[train]", obj["train"], text_field, "train" if val else None)]
+    streams = [_rows_stream(f"{path}[train]", obj["train"], text_field, "train" if val else None,
+                            rows)]
     if val:
-        streams.append(_rows_stream(f"{path}[{val}]", obj[val], text_field, "val"))
+        streams.append(_rows_stream(f"{path}[{val}]", obj[val], text_field, "val", rows))
     return streams
 
 
 # ---- entry point ------------------------------------------------------------------------------
 def resolve_sources(
     srcs: list[str], *, fmt: str = "auto", glob: str = "*", text_field: str = "text",
-    split: Optional[str] = None,
+    split: Optional[str] = None, rows: str = "document",
 ) -> list[DocStream]:
     """Turn command-line sources into document streams.
 
@@ -212,6 +245,7 @@ def resolve_sources(
         glob: file-name pattern for folders and archives (``plain`` format only).
         text_field: the text column of Hugging Face datasets.
         split: force every document into ``train`` or ``val`` (``--val-from`` sources).
+        rows: how Hugging Face dataset rows become documents (:func:`group_rows`).
 
     Raises:
         DataNotFoundError: a source does not exist or holds no documents.
@@ -219,13 +253,15 @@ def resolve_sources(
     """
     if fmt not in FORMATS:
         raise DataError(f"--format: {fmt!r} is not one of: {', '.join(FORMATS)}")
+    if rows not in ROWS:
+        raise DataError(f"--rows: {rows!r} is not one of: {', '.join(ROWS)}")
     streams: list[DocStream] = []
     for src in srcs:
         path = Path(src)
         if not path.exists():
             raise DataNotFoundError(f"{path}: no such file or folder")
         if path.is_dir() and is_hf_dataset_dir(path):
-            found = _hf_streams(path, text_field)
+            found = _hf_streams(path, text_field, rows)
         elif path.is_dir():
             found = [_folder_stream(path, _resolve_format(fmt, path), glob)]
         elif path.name.endswith(_TAR_SUFFIXES):
