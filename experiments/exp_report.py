@@ -63,12 +63,17 @@ def group_table(g: dict) -> str:
     """One target's markdown table: per init, final/best metric, the other tag, steps, speed-up."""
     c, metric = g["compare"], g["compare"]["metric"]
     other = next((t for t in ("val/acc1", "val/ppl") if t in c["rows"][0]["final"]), None)
-    head = ["init", f"final {metric}", f"best {metric}"] + ([f"final {other}"] if other else [])
+    head = ["init", f"{metric} at start", f"final {metric}", f"best {metric}"]
+    head += [f"final {other}"] if other else []
     head += [f"steps to random's final {metric} ({_fmt(c['target'], metric)})", "speed-up"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in c["rows"]:
         steps = r["steps_to_target"]
-        cells = [r["label"], _fmt(r["final"][metric], metric), _fmt(r["best"][metric], metric)]
+        start = _fmt(r.get("first"), metric)
+        if r.get("first_step"):  # no step-0 validation: say which step the first value is from
+            start += f" (step {r['first_step']})"
+        cells = [r["label"], start, _fmt(r["final"][metric], metric),
+                 _fmt(r["best"][metric], metric)]
         cells += [_fmt(r["final"][other], other)] if other else []
         cells += ["not reached" if steps is None else f"{steps:.0f} of {r['last_step']}",
                   f"**{format_speedup(r)}**"]
@@ -131,6 +136,7 @@ def _snippet(data: dict, results: Path, command: str) -> str:
              f"{m['load_avg_1_5_15'][2]:.1f}).",
              "Each target is deeper and wider than every architecture its GHNs trained on; every "
              "initialisation is fine-tuned with the same recipe for the same number of steps. "
+             "At start = the initialisation's own validation loss (step 0, before any update). "
              "Speed-up = steps random init needs to reach its final validation loss / steps the "
              "run needs (interpolated between evaluations; `>=`: already there at the first "
              "evaluation). `grow-*` starts from a small model trained on the task first.", ""]

@@ -68,6 +68,7 @@ def test_speedup_on_constructed_curves(two_runs):
     assert row.steps_to_target == pytest.approx(800, abs=0.1)
     assert row.speedup == pytest.approx(1.25, abs=1e-3)
     assert row.final["val/loss"] == pytest.approx(1.0, abs=1e-5)
+    assert (row.first, row.first_step) == (pytest.approx(6.0), 0)  # the init's own value
     assert row.best["val/ppl"] == pytest.approx(math.e, rel=1e-4)
     assert comp.tags == ["val/loss", "val/ppl"]  # train/loss is not a report tag
 
@@ -99,10 +100,10 @@ def test_cli_writes_png_table_json(two_runs, tmp_path, capsys):
     table = (out / "table.md").read_text()
     assert table in printed
     lines = table.splitlines()
-    head = "| run | init | steps | final val/loss | best val/loss | final val/ppl"
+    head = "| run | init | steps | first val/loss (step) | final val/loss | best val/loss | final val/ppl"
     assert lines[0].startswith(head)
-    assert "rand (baseline) | random | 1000 | 2.0000 |" in lines[2]
-    assert lines[3].startswith("| fast | weights:logah | 1000 | 1.0000 |")
+    assert "rand (baseline) | random | 1000 | 6.0000 (0) | 2.0000 |" in lines[2]
+    assert lines[3].startswith("| fast | weights:logah | 1000 | 6.0000 (0) | 1.0000 |")
     assert lines[3].endswith("| 800 | 1.25x |")
     data = json.loads((out / "compare.json").read_text())
     assert data["baseline"] == "rand"

@@ -53,7 +53,8 @@ def test_compare_and_report(tmp_path, monkeypatch):
     assert rows["ghn3-t"]["steps_to_target"] is None
     assert rows["grow-gpt2-2x64"]["speedup_is_lower_bound"]
     snippet = (res / "README-snippet.md").read_text()
-    assert "| logah-t | 6.000 | 6.000 | 403.4 | 99 of 199 | **2.01x** |" in snippet
+    # no step-0 point in these fake runs: the start column names the first step
+    assert "| logah-t | 9.500 (step 24) | 6.000 | 6.000 | 403.4 | 99 of 199 | **2.01x** |" in snippet
     assert "| ghn3-t |" in snippet and "| not reached | **-** |" in snippet
     assert "**>= 8.29x**" in snippet
     assert "target gpt2 4 layers x 96 (4 heads, MLP 384)" in snippet

@@ -182,6 +182,8 @@ class Row:
     last_step: int
     final: dict[str, float | None]
     best: dict[str, float | None]
+    first: float | None = None  # the metric at its first point: the init's own value when that
+    first_step: int | None = None  # point is step 0 (``trainer.val_at_start``)
     steps_to_target: float | None = None
     speedup: float | None = None
     speedup_is_lower_bound: bool = False  # reached at the first evaluation: at least this much
@@ -234,7 +236,8 @@ def compare(runs: list[Run], metric: str = "val/loss", baseline: Run | None = No
             vals = [v for v in r.scalars.get(t, ([], []))[1] if not math.isnan(v)]
             final[t] = r.scalars[t][1][-1] if t in r.scalars and r.scalars[t][1] else None
             best[t] = (max(vals) if higher_is_better(t) else min(vals)) if vals else None
-        rows.append(Row(r.name, r.init, r.curve(metric)[0][-1], final, best))
+        steps, values = r.curve(metric)
+        rows.append(Row(r.name, r.init, steps[-1], final, best, values[0], steps[0]))
     if baseline is None:
         return Comparison(metric, tags, rows)
     target = baseline.curve(metric)[1][-1]
@@ -261,7 +264,7 @@ def _fmt(v: float | None, tag: str = "") -> str:
 
 def markdown_table(c: Comparison) -> str:
     """The comparison as a GitHub markdown table (one row per run, baseline marked)."""
-    head = ["run", "init", "steps"]
+    head = ["run", "init", "steps", f"first {c.metric} (step)"]
     for t in c.tags:
         head += [f"final {t}", f"best {t}"]
     if c.baseline is not None:
@@ -269,7 +272,8 @@ def markdown_table(c: Comparison) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in c.rows:
         name = f"{r.name} (baseline)" if r.name == c.baseline else r.name
-        cells = [name, _short_init(r.init), str(r.last_step)]
+        cells = [name, _short_init(r.init), str(r.last_step),
+                 f"{_fmt(r.first, c.metric)} ({r.first_step})"]
         for t in c.tags:
             cells += [_fmt(r.final[t], t), _fmt(r.best[t], t)]
         if c.baseline is not None:
