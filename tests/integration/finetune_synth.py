@@ -80,6 +80,11 @@ def read_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
 
 
+def checkpoint_step(ckpt: Path) -> int:
+    """The ``global_step`` a Lightning checkpoint was saved at."""
+    return int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
+
+
 def run_until_checkpoint_then_kill(cmd: list[str], last: Path, timeout: float) -> str:
     """Start ``cmd``, SIGKILL its process group as soon as ``last`` exists; return its output.
 

@@ -6,14 +6,15 @@ import subprocess
 import sys
 
 import pytest
-import torch
-from finetune_synth import read_scalars, run_until_checkpoint_then_kill, text_overrides, write_text_data
+from finetune_synth import (
+    checkpoint_step,
+    read_scalars,
+    run_until_checkpoint_then_kill,
+    text_overrides,
+    write_text_data,
+)
 
 MAX_STEPS = 60
-
-
-def _step(ckpt) -> int:
-    return int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
 
 
 @pytest.mark.slow
@@ -26,13 +27,13 @@ def test_sigkill_then_rerun_resumes_at_the_saved_step(tmp_path):
     last = run / "checkpoints" / "last.ckpt"
 
     run_until_checkpoint_then_kill(cmd, last, timeout=240)  # mid-epoch
-    saved = _step(last)  # atomic saves: whatever is there is a complete checkpoint
+    saved = checkpoint_step(last)  # atomic saves: whatever is there is a complete checkpoint
     assert 5 <= saved < MAX_STEPS
 
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"resuming {run} from last.ckpt at step {saved}" in proc.stdout
-    assert _step(last) == MAX_STEPS
+    assert checkpoint_step(last) == MAX_STEPS
     steps = [s for s, _ in read_scalars(run)["train/loss"]]
     assert steps == sorted(set(steps))  # the killed run's later points were purged, no overlap
     assert steps[-1] >= MAX_STEPS - 2
