@@ -85,6 +85,18 @@ def checkpoint_step(ckpt: Path) -> int:
     return int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
 
 
+def rerun_resumes(cmd: list[str], run: Path, saved: int, max_steps: int, timeout: float) -> str:
+    """Re-run ``cmd`` after a kill: it exits 0, says it resumed ``run`` at ``saved`` and leaves
+    ``last.ckpt`` at ``max_steps``. Returns its stdout."""
+    import subprocess
+
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"resuming {run} from last.ckpt at step {saved}" in proc.stdout
+    assert checkpoint_step(run / "checkpoints" / "last.ckpt") == max_steps
+    return proc.stdout
+
+
 def run_until_checkpoint_then_kill(cmd: list[str], last: Path, timeout: float) -> str:
     """Start ``cmd``, SIGKILL its process group as soon as ``last`` exists; return its output.
 

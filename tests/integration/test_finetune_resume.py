@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 from finetune_synth import (
     checkpoint_step,
     read_scalars,
+    rerun_resumes,
     run_until_checkpoint_then_kill,
     text_overrides,
     write_text_data,
@@ -30,10 +30,7 @@ def test_sigkill_then_rerun_resumes_at_the_saved_step(tmp_path):
     saved = checkpoint_step(last)  # atomic saves: whatever is there is a complete checkpoint
     assert 5 <= saved < MAX_STEPS
 
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"resuming {run} from last.ckpt at step {saved}" in proc.stdout
-    assert checkpoint_step(last) == MAX_STEPS
+    rerun_resumes(cmd, run, saved, MAX_STEPS, timeout=300)
     steps = [s for s, _ in read_scalars(run)["train/loss"]]
     assert steps == sorted(set(steps))  # the killed run's later points were purged, no overlap
     assert steps[-1] >= MAX_STEPS - 2

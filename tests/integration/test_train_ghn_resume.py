@@ -3,13 +3,13 @@ keeps its architectures (archs.json) and finishes at max_steps without overlappi
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 from finetune_synth import (
     checkpoint_step,
     read_scalars,
+    rerun_resumes,
     run_until_checkpoint_then_kill,
     write_text_data,
 )
@@ -32,11 +32,8 @@ def test_sigkill_then_rerun_resumes_at_the_saved_step(tmp_path):
     assert 2 <= saved < MAX_STEPS
     archs = (run / "archs.json").read_text()
 
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"resuming {run} from last.ckpt at step {saved}" in proc.stdout
-    assert checkpoint_step(last) == MAX_STEPS
+    out = rerun_resumes(cmd, run, saved, MAX_STEPS, timeout=400)
     assert (run / "archs.json").read_text() == archs  # the same training / held-out sets
     steps = [s for s, _ in read_scalars(run)["train/loss"]]
     assert steps == sorted(set(steps)) and steps[-1] == MAX_STEPS - 1
-    assert "mean: zero-shot" in proc.stdout  # the held-out table is printed at the end
+    assert "mean: zero-shot" in out  # the held-out table is printed at the end
