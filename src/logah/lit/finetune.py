@@ -23,6 +23,7 @@ from logah.config.model import resolve_spec
 from logah.config.runs import FinetuneConfig
 from logah.config.specs import ModelSpec
 from logah.grow.schedule import resolve_schedule
+from logah.lit.flops import FlopsCounter
 from logah.lit.growth import GrowthCallback, checkpoint_spec
 from logah.lit.init import (
     build_target,
@@ -137,6 +138,7 @@ def finetune(
     model = build_target(run_spec, init, seed=cfg.seed, load_weights=resume is None,
                          opts=cfg.init_opts)
     module = module_for(model, cfg.optim, cfg.label_smoothing)
+    callbacks = [*callbacks, FlopsCounter()]  # perf/flops: cumulative training FLOPs
     if stages:
         callbacks = [*callbacks, GrowthCallback(stages, cfg.grow)]
     trainer = build_trainer(
