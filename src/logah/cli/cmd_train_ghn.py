@@ -89,10 +89,11 @@ def _say(msg: str) -> None:
 def task_template(cfg: Any, task_dm: Any) -> Any:
     """The template spec with the data's vocabulary / classes, checked against the data."""
     from logah.config.model import resolve_spec
+    from logah.config.specs import CAUSAL_LM
     from logah.lit.finetune import check_data
 
     spec = resolve_spec(cfg.model)
-    if spec.family == "gpt2" and getattr(task_dm, "vocab_size", None):
+    if spec.family in CAUSAL_LM and getattr(task_dm, "vocab_size", None):
         spec = spec.replace(vocab_size=int(task_dm.vocab_size))
     if spec.family == "vit":  # the data's size and channels (data.image_size / data.channels)
         spec = spec.replace(image_size=int(getattr(task_dm, "image_size", spec.image_size)),
