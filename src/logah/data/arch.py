@@ -36,7 +36,7 @@ from logah.config.arch import ArchDataConfig, validate_archs
 from logah.config.specs import ModelSpec
 from logah.data.errors import DataFormatError
 from logah.graph import batch_graphs, graph_for_spec
-from logah.nn.space import ArchSpace, draw_heldout, draw_online, draw_train, num_params
+from logah.data.space import ArchSpace, draw_heldout, draw_online, draw_train, num_params
 from logah.utils.fs import atomic_write_text
 
 ARCHS_FILE = "archs.json"
