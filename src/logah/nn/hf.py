@@ -271,6 +271,14 @@ def _vit_entries(spec: ModelSpec) -> list[Entry]:
     return out
 
 
+def hf_renames(spec: ModelSpec) -> dict[str, str] | None:
+    """Our name -> HF name when the conversion only renames tensors (Llama), else ``None`` (GPT-2
+    transposes and fuses, so it needs :func:`to_hf_state_dict`). Lets a streaming writer produce
+    the HF directory in the same pass as our weights."""
+    check_hf_exportable(spec)
+    return dict(llama_names(spec)) if spec.family == "llama" else None
+
+
 # ---- state dicts --------------------------------------------------------------------------------
 def to_hf_state_dict(spec: ModelSpec, state: State) -> State:
     """Our canonical state dict -> HF checkpoint names/layout (what ``save_pretrained`` writes).
