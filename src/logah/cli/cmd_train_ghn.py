@@ -1,4 +1,4 @@
-"""``logah train-ghn [--config FILE] [task=gpt|vit] [key=value ...]``: train a graph hypernetwork.
+"""``logah train-ghn [--config FILE] [task=gpt|vit|llama] [key=value ...]``: train a graph hypernetwork.
 
 The run folder is ``{out_dir}/train-ghn/{name}/``: ``config.yaml``, ``archs.json`` (the drawn
 architectures), ``checkpoints/last.ckpt`` (+ ``best.ckpt`` by ``val/zero_shot_loss``), TensorBoard
@@ -26,7 +26,7 @@ from logah.config.errors import ConfigError
 
 COMMAND = "train-ghn"
 HELDOUT_FILE = "heldout.json"
-TASKS = ("gpt", "vit")
+TASKS = ("gpt", "vit", "llama")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train a GHN on architectures drawn from a ViTs-1K / GPTs-1K-style space, "
         "validating zero-shot on held-out architectures against random init. The run folder is "
         "{out_dir}/train-ghn/{name}/; re-running resumes from checkpoints/last.ckpt. "
-        "task=gpt|vit picks conf/train_ghn/<task>.yaml.",
+        "task=gpt|vit|llama picks conf/train_ghn/<task>.yaml.",
     )
     add_config_args(p)
     p.set_defaults(func=run)

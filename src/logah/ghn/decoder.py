@@ -64,11 +64,16 @@ def _tile_counts(total: int, block: int) -> torch.Tensor:
         0, torch.arange(rest), full + 1)
 
 
-def _tiled_std(w: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """Unbiased std of ``tile(w, rows, cols)`` for one (m, n) block, without tiling (float64)."""
+def _tiled_std(w: torch.Tensor, rows: int, cols: int, block: int = 2048) -> torch.Tensor:
+    """Unbiased std of ``tile(w, rows, cols)`` for one (m, n) block, without tiling: sums weighted
+    by how often each row / column occurs, in float64, ``block`` rows at a time (a 32768 x 4096
+    block in float64 would be 1 GB, twice)."""
     cr, cc = _tile_counts(rows, w.shape[0]).to(w.device), _tile_counts(cols, w.shape[1]).to(w.device)
-    w64 = w.double()
-    total, sq = cr @ w64 @ cc, cr @ (w64 * w64) @ cc
+    total = sq = torch.zeros((), dtype=torch.float64, device=w.device)
+    for r0 in range(0, w.shape[0], block):
+        w64 = w[r0:r0 + block].double()
+        total = total + cr[r0:r0 + block] @ w64 @ cc
+        sq = sq + cr[r0:r0 + block] @ w64.square_() @ cc
     numel = rows * cols
     return ((sq - total * total / numel) / max(numel - 1, 1)).clamp(min=0).sqrt()
 
@@ -245,7 +250,7 @@ class LowRankDecoder(_DecoderBase, nn.Module):
                 w = torch.matmul(a[j], b[j])
                 mult = _std_scale(_tiled_std(w, co, ci)[None], std_target[j:j + 1],
                                   scale[j:j + 1])
-                blocks[j] = w * mult.to(w.dtype)
+                blocks[j] = w.mul_(mult.to(w.dtype))  # in place: the block is 0.5 GB at 8B
             w = blocks[j]
             idx = torch.arange(r0, r1, device=w.device) % bm
             return tile(w[idx][None], r1 - r0, ci)[0]
