@@ -69,32 +69,3 @@ def llama_config_dict(spec: ModelSpec, dtype: str) -> dict[str, Any]:
         "rope_parameters": {"rope_type": "default", "rope_theta": spec.rope_base},
         "rope_scaling": None,
     }
-
-
-def llama_spec_from_config(d: dict[str, Any], error: type[Exception]) -> ModelSpec:
-    """A llama :class:`ModelSpec` from an HF ``config.json`` dict; ``error`` for what it cannot hold."""
-    rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
-    kind = rope.get("rope_type", rope.get("type", "default"))
-    unsupported = [
-        f"{k}={d.get(k)!r}" for k, ok in (
-            ("hidden_act", d.get("hidden_act", "silu") == "silu"),
-            ("attention_bias", not d.get("attention_bias", False)),
-            ("mlp_bias", not d.get("mlp_bias", False)),
-            ("pretraining_tp", d.get("pretraining_tp", 1) == 1),
-        ) if not ok
-    ]
-    if kind != "default":
-        unsupported.append(f"rope_type={kind!r}")
-    if unsupported:
-        raise error(f"HF Llama config: {', '.join(unsupported)} not supported (need silu, no "
-                    f"biases, plain rotary)")
-    D, H = d.get("hidden_size", 4096), d.get("num_attention_heads", 32)
-    head = d.get("head_dim") or D // H
-    theta = rope.get("rope_theta", d.get("rope_theta", 10000.0))
-    return ModelSpec(
-        "llama", d.get("num_hidden_layers", 32), D, H, head, head,
-        d.get("intermediate_size", 11008), ln_eps=d.get("rms_norm_eps", 1e-6),
-        vocab_size=d.get("vocab_size", 32000), n_ctx=d.get("max_position_embeddings", 2048),
-        tie_embeddings=d.get("tie_word_embeddings", False),
-        n_kv_heads=d.get("num_key_value_heads") or H, rope_base=float(theta),
-    )
