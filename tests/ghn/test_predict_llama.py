@@ -8,7 +8,6 @@ import json
 
 import pytest
 import torch
-from conftest import small_ghn
 
 from logah.cli.main import main
 from logah.config import get_preset
@@ -20,10 +19,10 @@ from logah.nn.stream import StreamWriteError
 
 
 @pytest.mark.parametrize("max_width", [32768, 64], ids=["lowrank", "tiled"])
-def test_row_blocks_equal_whole_tensors(max_width):
+def test_row_blocks_equal_whole_tensors(max_width, make_ghn):
     """Row blocks of every 2-D tensor equal the whole-tensor prediction; with a small K the
     vocabulary-sized embedding is tiled and its std comes from tile counts."""
-    ghn = small_ghn(max_width=max_width).eval()
+    ghn = make_ghn(max_width=max_width).eval()
     graph = graph_for_spec(get_preset("llama-tiny"))
     whole = dict(ghn.predict(graph))
     blocks: dict[str, list[torch.Tensor]] = {}
