@@ -24,23 +24,18 @@ from logah.config.runs import FinetuneConfig
 from logah.config.specs import ModelSpec
 from logah.lit.init import build_target, model_config_for, parse_init, resolve_init_spec
 from logah.lit.optim import check_optim_config
-from logah.lit.rundir import check_run, is_rank_zero, run_dir, start_run
+from logah.lit.run import Run, RunResult, check_data, say
 from logah.lit.target_module import module_for
-from logah.lit.trainer import build_trainer, fit
 
 COMMAND = "finetune"
 WEIGHTS_DIR = "weights"
 
 
 @dataclass
-class FinetuneResult:
+class FinetuneResult(RunResult):
     """What a finished :func:`finetune` call reports."""
 
-    run_dir: Path
     spec: ModelSpec
-    global_step: int
-    resumed_from: Optional[int]
-    metrics: dict[str, float]
     weights_dir: Optional[Path]  # None on ranks other than 0
 
 
@@ -52,39 +47,13 @@ def check_label_smoothing(value: float, spec: ModelSpec) -> None:
         raise ConfigError("label_smoothing: applies to image classification; the model is a GPT-2")
 
 
-def check_data(dm: Any, spec: ModelSpec, data_name: str) -> None:
-    """The DataModule can feed the model: same modality, vocabulary / context / classes fit.
-
-    Raises:
-        ConfigError / DataError: one line naming the config keys that disagree.
-    """
-    is_text = getattr(dm, "vocab_size", None) is not None
-    if spec.family == "gpt2" and not is_text:
-        raise ConfigError(f"data.name: {data_name!r} is image data but the model is a GPT-2; "
-                          "use data.name=brown or data.name=text")
-    if spec.family == "vit" and is_text:
-        raise ConfigError(f"data.name: {data_name!r} is text but the model is a ViT; "
-                          "use an image dataset (e.g. data.name=fashion-mnist)")
-    if hasattr(dm, "check_spec"):
-        dm.check_spec(spec)
-    classes = getattr(dm, "num_classes", None)
-    if spec.family == "vit" and classes is not None and classes != spec.num_classes:
-        raise ConfigError(f"model.num_classes: {spec.num_classes}, but {data_name} has {classes} "
-                          f"classes; set model.num_classes={classes}")
-
-
-def _say(msg: str) -> None:
-    if is_rank_zero():
-        print(msg, flush=True)
-
-
 def resolve_run_spec(cfg: FinetuneConfig, model_given: bool) -> tuple[FinetuneConfig, ModelSpec]:
     """The spec to train and the config to record (with an adopted weights spec written out)."""
     init = parse_init(cfg.init)
     spec = resolve_spec(cfg.model)
     chosen = resolve_init_spec(spec, init, model_given)
     if chosen != spec:
-        _say(f"finetune: model spec taken from {init.path} (no model.* setting given)")
+        say(f"finetune: model spec taken from {init.path} (no model.* setting given)")
         cfg = dataclasses.replace(cfg, model=model_config_for(chosen))
     return cfg, chosen
 
@@ -114,31 +83,23 @@ def finetune(
     init = parse_init(cfg.init)
     cfg, spec = resolve_run_spec(cfg, model_given)
     check_label_smoothing(cfg.label_smoothing, spec)
-    folder = run_dir(cfg.out_dir, COMMAND, cfg.name)
+    run = Run(COMMAND, cfg)
     if datamodule is None:
         from logah.data import build_datamodule
 
         datamodule = build_datamodule(cfg.data, spec, seed=cfg.seed)
     check_data(datamodule, spec, cfg.data.name)
-    resume = check_run(folder, cfg)
+    resume = run.check()
     # A resumed run takes its weights from the checkpoint, so the init file is not read again.
     model = build_target(spec, init, seed=cfg.seed, load_weights=resume is None)
     module = module_for(model, cfg.optim, cfg.label_smoothing)
-    trainer = build_trainer(
-        cfg.trainer, folder, resume_step=resume.step if resume else None, callbacks=callbacks,
-        **trainer_overrides,
-    )
-    start_run(folder, cfg, resume)  # the first write: every check above has passed
-    if resume is not None:
-        _say(f"finetune: resuming {folder} from {resume.path.name} at step {resume.step}")
-    fit(trainer, module, datamodule, cfg=cfg.trainer, seed=cfg.seed,
-        ckpt_path=str(resume.path) if resume else None)
+    trainer = run.trainer(callbacks=callbacks, **trainer_overrides)
+    run.fit(trainer, module, datamodule)
     weights = None
     if trainer.is_global_zero:
         from logah.nn.io import save_weights
 
         extra = {"source": f"logah finetune name={cfg.name}", "global_step": trainer.global_step}
-        weights = save_weights(model.state_dict(), spec, folder / WEIGHTS_DIR, extra=extra, hf=False)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    return FinetuneResult(folder, spec, trainer.global_step, resume.step if resume else None,
-                          metrics, weights)
+        weights = save_weights(model.state_dict(), spec, run.folder / WEIGHTS_DIR, extra=extra,
+                               hf=False)
+    return FinetuneResult(**run.result(trainer), spec=spec, weights_dir=weights)
