@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from logah.config.model import choices
+from logah.config.checked import Checked, choices
 
 TEXT_DATASETS = ("brown", "text")
 IMAGE_DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagenet")
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Checked):
     """Which dataset and how to batch it.
 
     ``name``: ``brown`` (default LM corpus, made by ``make data``), ``text`` (any folder holding
@@ -22,6 +22,8 @@ class DataConfig:
     package's ``/usr/share/datasets/fashion-mnist`` when ``data/fashion-mnist`` is absent).
     ``batch_size`` is per device. See ``docs/data.md``.
     """
+
+    KEY = "data"
 
     name: str = field(default="brown", metadata=choices(*TEXT_DATASETS, *IMAGE_DATASETS))
     root: Optional[str] = None

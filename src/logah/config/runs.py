@@ -6,14 +6,16 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from logah.config.arch import ArchDataConfig
+from logah.config.checked import Checked
 from logah.config.data import DataConfig
+from logah.config.errors import ConfigError
 from logah.config.ghn import GHNConfig
 from logah.config.model import ModelConfig
 from logah.config.train import OptimConfig, TrainerConfig
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(Checked):
     """``logah finetune``: train one ViT / GPT-2 from a chosen initialisation.
 
     ``init``: ``random`` (the family's ordinary init), ``orthogonal``, or ``weights:PATH`` (a
@@ -36,9 +38,14 @@ class FinetuneConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
+    def check(self) -> None:
+        # Whether the model is an image classifier is known once the init is resolved (an
+        # adopted weights spec may change the family): checked by logah.lit.finetune.
+        _check_label_smoothing(self.label_smoothing)
+
 
 @dataclass
-class TrainGHNConfig:
+class TrainGHNConfig(Checked):
     """``logah train-ghn``: train a graph hypernetwork on sampled architectures.
 
     ``model`` is the *task template*: its family and task fields (vocabulary and context, or image
@@ -68,3 +75,13 @@ class TrainGHNConfig:
             num_sanity_val_steps=0, log_every_n_steps=10, val_at_start=False,
         )
     )
+
+    def check(self) -> None:
+        _check_label_smoothing(self.label_smoothing)
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ConfigError(f"max_minutes: must be > 0, got {self.max_minutes}")
+
+
+def _check_label_smoothing(value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"label_smoothing: must be in [0, 1), got {value}")

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from logah.config.checked import Checked, check_keys, choices
 from logah.config.errors import ConfigError
 
 Family = Literal["gpt2", "vit"]
@@ -22,7 +23,7 @@ FAMILIES = ("gpt2", "vit")
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(Checked):
     """One target transformer. Fields not used by a family keep their defaults.
 
     Attributes:
@@ -39,7 +40,9 @@ class ModelSpec:
         growth: growth history (list of step dicts) recorded by :mod:`logah.grow`.
     """
 
-    family: Family
+    KEY = "model"
+
+    family: Family = field(metadata=choices(*FAMILIES))
     n_layer: int
     d_model: int
     n_heads: int
@@ -56,9 +59,7 @@ class ModelSpec:
     num_classes: int = 1000
     growth: tuple = field(default=(), compare=False)
 
-    def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ConfigError(f"model.family: {self.family!r} is not one of: {', '.join(FAMILIES)}")
+    def check(self) -> None:
         for name in ("n_layer", "d_model", "n_heads", "d_qk", "d_v", "d_mlp"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"model.{name}: must be >= 1, got {getattr(self, name)}")
@@ -96,11 +97,9 @@ class ModelSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"model spec: unknown key(s) {unknown} (valid: {sorted(names)})")
+    def from_dict(cls, d: dict[str, Any], what: str = "model spec") -> ModelSpec:
+        """Inverse of :meth:`to_dict` (the growth history back to a tuple); checked as built."""
+        check_keys(cls, d, what)
         d = dict(d)
         d["growth"] = tuple(dict(s) for s in d.get("growth", ()))
         return cls(**d)

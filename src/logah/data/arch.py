@@ -32,7 +32,7 @@ import numpy as np
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, IterableDataset
 
-from logah.config.arch import ArchDataConfig, validate_archs
+from logah.config.arch import ArchDataConfig
 from logah.config.specs import ModelSpec
 from logah.data.errors import DataFormatError
 from logah.graph import batch_graphs, graph_for_spec
@@ -197,7 +197,6 @@ class ArchitectureDataModule(L.LightningDataModule):
                  seed: int = 0, cutoff: Optional[int] = None,
                  run_dir: Optional[str | Path] = None, resume: bool = True) -> None:
         super().__init__()
-        validate_archs(cfg)
         self.cfg, self.task, self.seed = cfg, task, int(seed)
         self.space = ArchSpace(cfg.space, template)
         self.path = None if run_dir is None else Path(run_dir) / ARCHS_FILE

@@ -23,7 +23,6 @@ from logah.config.model import resolve_spec
 from logah.config.runs import FinetuneConfig
 from logah.config.specs import ModelSpec
 from logah.lit.init import build_target, model_config_for, parse_init, resolve_init_spec
-from logah.lit.optim import check_optim_config
 from logah.lit.run import Run, RunResult, check_data, say
 from logah.lit.target_module import module_for
 
@@ -40,9 +39,8 @@ class FinetuneResult(RunResult):
 
 
 def check_label_smoothing(value: float, spec: ModelSpec) -> None:
-    """``label_smoothing`` is in [0, 1) and only set for image classification."""
-    if not 0.0 <= value < 1.0:
-        raise ConfigError(f"label_smoothing: must be in [0, 1), got {value}")
+    """``label_smoothing`` (in [0, 1): checked by the config) is only set for image
+    classification."""
     if value and spec.family == "gpt2":
         raise ConfigError("label_smoothing: applies to image classification; the model is a GPT-2")
 
@@ -79,7 +77,6 @@ def finetune(
     Raises:
         LogahError: any bad input, as one line, before anything is written.
     """
-    check_optim_config(cfg.optim)
     init = parse_init(cfg.init)
     cfg, spec = resolve_run_spec(cfg, model_given)
     check_label_smoothing(cfg.label_smoothing, spec)

@@ -21,13 +21,10 @@ from typing import Any, Optional
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from logah.config.arch import validate_archs
-from logah.config.errors import ConfigError
 from logah.config.model import resolve_spec
 from logah.config.runs import TrainGHNConfig
 from logah.config.specs import ModelSpec
 from logah.lit.ghn_module import GHNModule
-from logah.lit.optim import check_optim_config
 from logah.lit.run import Run, RunResult, check_data, say
 
 COMMAND = "train-ghn"
@@ -56,8 +53,6 @@ def task_template(cfg: TrainGHNConfig, task_dm: Any) -> ModelSpec:
 def _trainer_args(cfg: TrainGHNConfig, overrides: dict[str, Any]) -> dict[str, Any]:
     """``max_minutes`` as Lightning's ``max_time``; DDP that tolerates unused GHN weights."""
     if cfg.max_minutes is not None:
-        if cfg.max_minutes <= 0:
-            raise ConfigError(f"max_minutes: must be > 0, got {cfg.max_minutes}")
         overrides.setdefault("max_time", timedelta(minutes=cfg.max_minutes))
     if cfg.trainer.strategy in ("ddp", "ddp_spawn") and "strategy" not in overrides:
         from lightning.pytorch.strategies import DDPStrategy
@@ -98,8 +93,6 @@ def train_ghn(cfg: TrainGHNConfig, *, datamodule: Optional[L.LightningDataModule
     from logah.data import build_datamodule
     from logah.data.arch import ArchitectureDataModule
 
-    check_optim_config(cfg.optim)
-    validate_archs(cfg.archs)
     trainer_overrides = _trainer_args(cfg, trainer_overrides)
     ghn_cfg = cfg.ghn.resolved()
     run = Run(COMMAND, cfg)
