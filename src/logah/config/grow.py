@@ -15,7 +15,6 @@ Torch-free: :mod:`logah.grow` does the work.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from logah.config.checked import check_keys
 from logah.config.errors import ConfigError
 from logah.config.load import _one_line
 
@@ -69,9 +69,7 @@ class GrowPlan:
 
 def step_from_dict(d: dict[str, Any], where: str = "step") -> GrowStep:
     """Validate one step dict (``op``, ``to``, optional ``positions``) into a :class:`GrowStep`."""
-    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(GrowStep)})
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown} (valid: op, to, positions)")
+    check_keys(GrowStep, d, where)
     op = d.get("op")
     if op not in GROW_OPS:
         raise ConfigError(f"{where}.op: {op!r} is not one of: {', '.join(GROW_OPS)}")
