@@ -11,7 +11,6 @@ run skeleton of :mod:`logah.lit.run`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from lightning.pytorch.callbacks import Callback
 from logah.config.model import resolve_spec
 from logah.config.runs import TrainGHNConfig
 from logah.config.specs import ModelSpec
+from logah.ghn import GHN
 from logah.lit.ghn_module import GHNModule
 from logah.lit.run import Run, RunResult, check_data, say
 
@@ -101,7 +101,7 @@ def train_ghn(cfg: TrainGHNConfig, *, datamodule: Optional[L.LightningDataModule
     resume = run.check()
     archs = ArchitectureDataModule(cfg.archs, task_dm, template, seed=cfg.seed, run_dir=run.folder,
                                    resume=resume is not None)
-    module = GHNModule(ghn_cfg.to_dict(), optim=dataclasses.asdict(cfg.optim), gamma=cfg.gamma,
+    module = GHNModule(GHN(ghn_cfg, seed=cfg.seed), cfg.optim, gamma=cfg.gamma,
                        label_smoothing=cfg.label_smoothing, seed=cfg.seed)
     trainer = run.trainer(monitor="val/zero_shot_loss", callbacks=callbacks, **trainer_overrides)
     n_ghn = sum(p.numel() for p in module.ghn.parameters())
