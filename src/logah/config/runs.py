@@ -10,6 +10,7 @@ from logah.config.checked import Checked
 from logah.config.data import DataConfig
 from logah.config.errors import ConfigError
 from logah.config.ghn import GHNConfig
+from logah.config.grow import GrowScheduleConfig
 from logah.config.model import ModelConfig
 from logah.config.train import OptimConfig, TrainerConfig
 
@@ -37,6 +38,7 @@ class FinetuneConfig(Checked):
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    grow: GrowScheduleConfig = field(default_factory=GrowScheduleConfig)  # growth during training
 
     def check(self) -> None:
         # Whether the model is an image classifier is known once the init is resolved (an
