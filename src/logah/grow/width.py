@@ -13,15 +13,7 @@ import math
 
 from logah.config.grow import GrowInit
 from logah.config.specs import ModelSpec
-from logah.grow.common import (
-    Seed,
-    State,
-    begin,
-    cat_new,
-    new_shape,
-    noise,
-    zeros,
-)
+from logah.grow.common import Seed, State, begin, cat_new, new_shape, noise, zeros
 
 
 def expand_mlp(spec: ModelSpec, state: State, d_mlp: int, *, seed: Seed = 0,
