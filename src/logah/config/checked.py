@@ -1,7 +1,8 @@
 """The one way configs are checked: every config dataclass checks itself when it is built.
 
 A config dataclass derives from :class:`Checked`. Its ``__post_init__`` checks each field declared
-with a closed set of values (``field(metadata=choices(...))``) and then the class's own rules
+with a closed set of values (``field(metadata=choices(...))``; ``metadata["accepts"]``, a
+predicate, admits further values, described by ``metadata["also"]``) and then the class's own rules
 (:meth:`Checked.check`), raising one :class:`ConfigError` line that names the dotted key
 (``KEY.field``). ``OmegaConf.to_object`` builds the dataclasses of a loaded config bottom-up, so a
 config from :func:`logah.config.load_config`, one built in code and one read back from a file
@@ -48,9 +49,11 @@ class Checked:
             if valid is None or value is None:
                 continue
             valid = tuple(valid() if callable(valid) else valid)
-            if value not in valid:
+            if value not in valid and not f.metadata.get("accepts", lambda _: False)(value):
                 shown = ", ".join(map(str, valid))
-                raise ConfigError(f"{self.config_key(f.name)}: {value!r} is not one of: {shown}")
+                also = f" ({f.metadata['also']})" if "also" in f.metadata else ""
+                raise ConfigError(
+                    f"{self.config_key(f.name)}: {value!r} is not one of: {shown}{also}")
         self.check()
 
     def check(self) -> None:

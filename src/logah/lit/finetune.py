@@ -23,6 +23,7 @@ from logah.config.model import resolve_spec
 from logah.config.runs import FinetuneConfig
 from logah.config.specs import ModelSpec
 from logah.grow.schedule import resolve_schedule
+from logah.lit.flops import FlopsCounter
 from logah.lit.growth import GrowthCallback, checkpoint_spec
 from logah.lit.init import build_target, model_config_for, parse_init, resolve_init_spec
 from logah.lit.run import Run, RunResult, check_data, say
@@ -51,8 +52,8 @@ def resolve_run_spec(cfg: FinetuneConfig, model_given: bool) -> tuple[FinetuneCo
     """The spec to train and the config to record (with an adopted weights spec written out)."""
     init = parse_init(cfg.init)
     spec = resolve_spec(cfg.model)
-    chosen = resolve_init_spec(spec, init, model_given)
-    if chosen != spec:
+    chosen = resolve_init_spec(spec, init, model_given, cfg.init_opts)
+    if init.kind == "weights" and chosen != spec:
         say(f"finetune: model spec taken from {init.path} (no model.* setting given)")
         cfg = dataclasses.replace(cfg, model=model_config_for(chosen))
     return cfg, chosen
@@ -93,8 +94,10 @@ def finetune(
     # A resumed run takes its weights from the checkpoint, so the init file is not read again; a
     # run that grew resumes with the spec its checkpoint recorded.
     run_spec = (checkpoint_spec(resume.path) or spec) if resume is not None else spec
-    model = build_target(run_spec, init, seed=cfg.seed, load_weights=resume is None)
+    model = build_target(run_spec, init, seed=cfg.seed, load_weights=resume is None,
+                         opts=cfg.init_opts)
     module = module_for(model, cfg.optim, cfg.label_smoothing)
+    callbacks = [*callbacks, FlopsCounter()]  # perf/flops: cumulative training FLOPs
     if stages:
         callbacks = [*callbacks, GrowthCallback(stages, cfg.grow)]
     trainer = run.trainer(callbacks=callbacks, **trainer_overrides)
