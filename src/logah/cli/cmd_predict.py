@@ -18,6 +18,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from logah.cli.main import add_config_args
 
@@ -55,6 +56,25 @@ def _peak_rss_mib() -> float | None:
     return None
 
 
+def _stream_prediction(ghn: Any, graph: Any, spec: Any, shapes: dict[str, tuple[int, ...]],
+                       dest: Path, dtype: Any, desc: str, progress: bool) -> None:
+    """Predict ``spec``'s tensors one at a time into the safetensors file ``dest`` (each freed
+    before the next is decoded), with a progress bar of parameters on stderr."""
+    from tqdm import tqdm
+
+    from logah.nn.stream import SafetensorsStreamWriter
+
+    total = sum(math.prod(s) for s in shapes.values())
+    meta = {"format": "pt", "family": spec.family}
+    with tqdm(total=total, unit="param", unit_scale=True, desc=desc, disable=not progress,
+              file=sys.stderr) as bar:
+        with SafetensorsStreamWriter(dest, shapes, dtype, metadata=meta) as writer:
+            for name, tensor in ghn.predict(graph):
+                writer.write(name, tensor)
+                bar.update(tensor.numel())
+                del tensor  # free it before the next one is decoded
+
+
 def run(args: argparse.Namespace) -> int:
     # Idle OpenMP threads sleep instead of spinning: on a shared or oversubscribed machine the
     # spinning doubles the CPU time of every parallel product (measured: 11 s -> 6.7 s wall for
@@ -62,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
     # own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
-    from tqdm import tqdm
 
     from logah.config import LogahError, load_config
     from logah.config.model import ModelOnlyConfig, resolve_spec
@@ -70,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from logah.graph import graph_for_spec
     from logah.nn import param_shapes
     from logah.nn.io import HF_DIR, SPEC_FILE, WEIGHTS_FILE
-    from logah.nn.stream import SafetensorsStreamWriter, stream_export_hf
+    from logah.nn.stream import stream_export_hf
     from logah.utils.fs import atomic_write_text
 
     overrides = [o if o.startswith("model.") else f"model.{o}" for o in args.overrides]
@@ -98,16 +117,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if (out / HF_DIR).is_dir():
         shutil.rmtree(out / HF_DIR)  # a stale export of an earlier model would not match
-    dtype = getattr(torch, args.dtype)
-    bar = tqdm(total=total, unit="param", unit_scale=True, desc=f"predict {args.arch}",
-               disable=args.no_progress, file=sys.stderr)
-    with SafetensorsStreamWriter(out / WEIGHTS_FILE, shapes, dtype,
-                                 metadata={"format": "pt", "family": spec.family}) as writer:
-        for name, tensor in ghn.predict(graph):
-            writer.write(name, tensor)
-            bar.update(tensor.numel())
-            del tensor  # free it before the next one is decoded
-    bar.close()
+    _stream_prediction(ghn, graph, spec, shapes, out / WEIGHTS_FILE, getattr(torch, args.dtype),
+                       desc=f"predict {args.arch}", progress=not args.no_progress)
     meta = {"spec": spec.to_dict(),
             "predicted_by": {"ghn": str(args.ghn), "config": ghn.config.to_dict()}}
     atomic_write_text(out / SPEC_FILE, json.dumps(meta, indent=2))
