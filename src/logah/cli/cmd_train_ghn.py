@@ -1,10 +1,10 @@
-"""``logah train-ghn [--config FILE] [task=gpt|vit] [key=value ...]``: train a graph hypernetwork.
+"""``logah train-ghn [--config FILE] [task=gpt|vit|llama] [key=value ...]``: train a GHN.
 
 A thin parser: the run itself (folder, resume, held-out report) is :func:`logah.lit.train_ghn.
 train_ghn`.
 
 ``task=vit`` (without ``--config``) is a shortcut for ``--config conf/train_ghn/vit.yaml``
-(``task=gpt``: ``conf/train_ghn/gpt.yaml``).
+(``task=gpt``: ``conf/train_ghn/gpt.yaml``, ``task=llama``: ``conf/train_ghn/llama.yaml``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Optional
 from logah.cli.main import add_config_args
 from logah.config.errors import ConfigError
 
-TASKS = ("gpt", "vit")
+TASKS = ("gpt", "vit", "llama")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train a GHN on architectures drawn from a ViTs-1K / GPTs-1K-style space, "
         "validating zero-shot on held-out architectures against random init. The run folder is "
         "{out_dir}/train-ghn/{name}/; re-running resumes from checkpoints/last.ckpt. "
-        "task=gpt|vit picks conf/train_ghn/<task>.yaml.",
+        "task=gpt|vit|llama picks conf/train_ghn/<task>.yaml.",
     )
     add_config_args(p)
     p.set_defaults(func=run)

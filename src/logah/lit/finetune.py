@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import Callback
 from logah.config.errors import ConfigError
 from logah.config.model import resolve_spec
 from logah.config.runs import FinetuneConfig
-from logah.config.specs import ModelSpec
+from logah.config.specs import CAUSAL_LM, ModelSpec
 from logah.grow.schedule import resolve_schedule
 from logah.lit.flops import FlopsCounter
 from logah.lit.growth import GrowthCallback, checkpoint_spec
@@ -44,8 +44,9 @@ class FinetuneResult(RunResult):
 def check_label_smoothing(value: float, spec: ModelSpec) -> None:
     """``label_smoothing`` (in [0, 1): checked by the config) is only set for image
     classification."""
-    if value and spec.family == "gpt2":
-        raise ConfigError("label_smoothing: applies to image classification; the model is a GPT-2")
+    if value and spec.family in CAUSAL_LM:
+        raise ConfigError(f"label_smoothing: applies to image classification; the model is a "
+                          f"{spec.family} language model")
 
 
 def resolve_run_spec(cfg: FinetuneConfig, model_given: bool) -> tuple[FinetuneConfig, ModelSpec]:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from logah.config.specs import ModelSpec
+from logah.config.specs import CAUSAL_LM, ModelSpec
 from logah.config.train import OptimConfig
 from logah.ghn import GHN
 from logah.ghn.io import GHN_CHECKPOINT
@@ -279,7 +279,7 @@ class GHNModule(L.LightningModule):
         loss = reduce(st.sums, reduce_op="sum") / count  # (2, n): per architecture
         acc = reduce(st.correct, reduce_op="sum") / count
         kinds = st.archs.kinds
-        is_text = st.archs.specs[0].family == "gpt2"
+        is_text = st.archs.specs[0].family in CAUSAL_LM
         values: dict[str, torch.Tensor] = {}
         for j, which in enumerate(("zero_shot", "random_init")):
             values[f"val/{which}_loss"] = loss[j].mean()

@@ -24,7 +24,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from logah.config.errors import ConfigError
-from logah.config.specs import ModelSpec
+from logah.config.specs import CAUSAL_LM, ModelSpec
 from logah.lit.rundir import Resume, check_run, is_rank_zero, run_dir, start_run
 from logah.lit.trainer import build_trainer, fit
 
@@ -101,8 +101,9 @@ def check_data(dm: Any, spec: ModelSpec, data_name: str) -> None:
         ConfigError / DataError: one line naming the config keys that disagree.
     """
     is_text = getattr(dm, "vocab_size", None) is not None
-    if spec.family == "gpt2" and not is_text:
-        raise ConfigError(f"data.name: {data_name!r} is image data but the model is a GPT-2; "
+    if spec.family in CAUSAL_LM and not is_text:
+        raise ConfigError(f"data.name: {data_name!r} is image data but the model is a "
+                          f"{spec.family} language model; "
                           "use data.name=brown or data.name=text")
     if spec.family == "vit" and is_text:
         raise ConfigError(f"data.name: {data_name!r} is text but the model is a ViT; "

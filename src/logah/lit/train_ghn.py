@@ -22,7 +22,7 @@ from lightning.pytorch.callbacks import Callback
 
 from logah.config.model import resolve_spec
 from logah.config.runs import TrainGHNConfig
-from logah.config.specs import ModelSpec
+from logah.config.specs import CAUSAL_LM, ModelSpec
 from logah.ghn import GHN
 from logah.lit.ghn_module import GHNModule
 from logah.lit.run import Run, RunResult, check_data, say
@@ -41,7 +41,7 @@ class TrainGHNResult(RunResult):
 def task_template(cfg: TrainGHNConfig, task_dm: Any) -> ModelSpec:
     """The template spec with the data's vocabulary / classes, checked against the data."""
     spec = resolve_spec(cfg.model)
-    if spec.family == "gpt2" and getattr(task_dm, "vocab_size", None):
+    if spec.family in CAUSAL_LM and getattr(task_dm, "vocab_size", None):
         spec = spec.replace(vocab_size=int(task_dm.vocab_size))
     if spec.family == "vit":  # the data's size and channels (data.image_size / data.channels)
         spec = spec.replace(image_size=int(getattr(task_dm, "image_size", spec.image_size)),
