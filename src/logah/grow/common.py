@@ -47,6 +47,8 @@ def noise(shape: tuple[int, ...] | torch.Size, std: float, like: torch.Tensor,
     draw uses a device generator seeded by one draw of ``gen``. The same seed, dtype and device
     type give the same values (ranks of a DDP run grow identically).
     """
+    if like.is_meta:  # shapes only (a grown spec derived without reading any weights)
+        return torch.empty(tuple(shape), dtype=like.dtype, device="meta")
     dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32
     if like.device.type == "cpu":
         x = torch.empty(tuple(shape), dtype=dtype).normal_(0.0, std, generator=gen)
