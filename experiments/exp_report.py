@@ -24,7 +24,7 @@ from exp_plan import Experiment, Stage  # noqa: E402  (experiments/ is on sys.pa
 from logah.config import load_config
 from logah.config.model import resolve_spec
 from logah.config.runs import FinetuneConfig, TrainGHNConfig
-from logah.lit.compare import format_speedup
+from logah.report.compare import format_speedup
 from logah.utils.fs import atomic_write_text
 
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# Must be set before transformers / huggingface_hub are imported: never reach for the hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -21,3 +27,13 @@ def _restore_torch_state():
     yield
     torch.set_default_dtype(dtype)
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def transformers():
+    """The ``transformers`` module (the ``logah[hf]`` / test extra), offline, progress bars off;
+    the test is skipped where it is not installed."""
+    tf = pytest.importorskip("transformers")
+    tf.utils.logging.disable_progress_bar()
+    tf.utils.logging.set_verbosity_error()
+    return tf

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
-# Must be set before transformers / huggingface_hub are imported: never reach for the hub.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from logah.config import get_preset  # noqa: E402
-from logah.config.ghn import GHNConfig  # noqa: E402
-from logah.ghn import GHN  # noqa: E402
-from logah.graph import graph_for_spec  # noqa: E402
+from logah.config import get_preset
+from logah.config.ghn import GHNConfig
+from logah.ghn import GHN
+from logah.graph import graph_for_spec
 
 
 @pytest.fixture(scope="session")
@@ -39,12 +33,3 @@ def _one_thread():
     badly when another process holds a core (10x slower than one thread). Restored by the root
     conftest."""
     torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="session")
-def transformers():
-    """The ``transformers`` module (test extra), offline, progress bars off."""
-    tf = pytest.importorskip("transformers")
-    tf.utils.logging.disable_progress_bar()
-    tf.utils.logging.set_verbosity_error()
-    return tf

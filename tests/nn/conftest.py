@@ -1,24 +1,9 @@
-"""Fixtures for the target-model tests. Hugging Face is used strictly offline."""
+"""Fixtures for the target-model tests (``transformers``, offline, comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
-
-# Must be set before transformers / huggingface_hub are imported: never reach for the hub.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-@pytest.fixture(scope="session")
-def transformers():
-    """The ``transformers`` module (the ``logah[hf]`` / test extra), with progress bars off."""
-    tf = pytest.importorskip("transformers")
-    tf.utils.logging.disable_progress_bar()
-    tf.utils.logging.set_verbosity_error()
-    return tf
 
 
 @torch.no_grad()

@@ -3,7 +3,7 @@
 Reads the TensorBoard event files under each run folder (``runs/finetune/<name>/``), so it works on
 any runs that log the shared tags (``val/loss``, ``val/ppl``, ``val/acc1``). The speed-up column
 measures how many steps each run needs to reach the baseline's (random init's) final value; see
-:mod:`logah.lit.compare` for the exact definition.
+:mod:`logah.report.compare` for the exact definition.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from logah.lit.compare import compare, load_runs, markdown_table, pick_baseline
-    from logah.lit.compare_plot import plot_curves
+    from logah.report.compare import compare, load_runs, markdown_table, pick_baseline
+    from logah.report.plot import plot_curves
     from logah.utils.fs import atomic_write_text
 
     runs = load_runs(args.runs)

@@ -9,7 +9,7 @@ image size, channels, classes) is never part of the space: it comes from the tas
 they default to the template's own patch size.
 
 Torch-free; validated by :func:`validate_space` (and again, with the task, by
-``logah.nn.space.ArchSpace``).
+``logah.data.space.ArchSpace``).
 """
 
 from __future__ import annotations

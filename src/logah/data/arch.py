@@ -34,8 +34,8 @@ from torch.utils.data import DataLoader, IterableDataset
 from logah.config.arch import ArchDataConfig, validate_archs
 from logah.config.specs import ModelSpec
 from logah.data.errors import DataFormatError
+from logah.data.space import ArchSpace, draw_heldout, draw_online, draw_train, num_params
 from logah.graph import GraphCache, batch_graphs
-from logah.nn.space import ArchSpace, draw_heldout, draw_online, draw_train, num_params
 from logah.utils.fs import atomic_write_text
 
 ARCHS_FILE = "archs.json"

@@ -1,4 +1,5 @@
-"""Shared pieces of the growth operators: errors, seeded noise, padding, step records.
+"""Shared pieces of the growth operators: errors, the checks every step starts with (:func:`begin`),
+seeded noise, padding, step records (:class:`Step`).
 
 Every operator is pure: it returns a new spec and a new state dict and never writes into its
 inputs. Tensors an operator does not change are shared with the input dict, not copied.
@@ -75,14 +76,36 @@ def check_target(spec: ModelSpec, field: str, to: int) -> int:
     return to - old
 
 
-def record(spec: ModelSpec, op: str, args: dict[str, Any], seed: int | None,
-           init: GrowInit, **changes: Any) -> ModelSpec:
-    """``spec`` with ``changes`` applied and one step appended to its growth history."""
-    step = {
-        "op": op,
-        "args": args,
-        "seed": seed,
-        "init": dataclasses.asdict(init),
-        "source": {k: getattr(spec, k) for k in DIMS if spec.family == "gpt2" or k != "n_ctx"},
-    }
-    return spec.replace(growth=(*spec.growth, step), **changes)
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One growth step under way: which spec field grows to what, by how much, and its draws."""
+
+    field: str
+    to: int
+    n: int  # how much ``field`` grows; 0: the step is a no-op
+    gen: torch.Generator
+    seed: int | None  # recorded in the history (None: the caller passed a generator)
+    init: GrowInit
+
+    def record(self, spec: ModelSpec, args: dict[str, Any] | None = None,
+               **changes: Any) -> ModelSpec:
+        """``spec`` grown (``field = to`` plus ``changes``), with this step appended to its
+        growth history; ``args`` are recorded beside ``to``."""
+        step = {
+            "op": self.field,
+            "args": {"to": self.to, **(args or {})},
+            "seed": self.seed,
+            "init": dataclasses.asdict(self.init),
+            "source": {k: getattr(spec, k) for k in DIMS if spec.family == "gpt2" or k != "n_ctx"},
+        }
+        return spec.replace(growth=(*spec.growth, step), **{self.field: self.to}, **changes)
+
+
+def begin(spec: ModelSpec, state: State, field: str, to: int, seed: Seed,
+          init: GrowInit | None) -> Step:
+    """What every operator does first: check the state against the spec and the target against
+    the current value, default the init, make the seeded generator. ``step.n == 0``: no-op."""
+    check_input(spec, state, field)
+    n = check_target(spec, field, to)
+    gen, s = generator(seed)
+    return Step(field, to, n, gen, s, init or GrowInit())

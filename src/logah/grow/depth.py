@@ -19,13 +19,10 @@ from logah.grow.common import (
     GrowError,
     Seed,
     State,
+    begin,
     cat_new,
-    check_input,
-    check_target,
-    generator,
     new_shape,
     noise,
-    record,
     zeros,
 )
 from logah.nn import param_shapes
@@ -71,13 +68,12 @@ def add_layers(spec: ModelSpec, state: State, n_layer: int, positions: list[int]
             ``[0, n_layer')``; the old layers keep their order in the remaining slots). Default:
             :func:`spread_positions`.
     """
-    init = init or GrowInit()
-    check_input(spec, state, "n_layer")
-    n = check_target(spec, "n_layer", n_layer)
-    if n == 0:
+    step = begin(spec, state, "n_layer", n_layer, seed, init)
+    if step.n == 0:
         if positions:
             raise GrowError(f"n_layer: positions {positions} given but no layer is added")
         return spec, dict(state)
+    gen, n, init = step.gen, step.n, step.init
     positions = spread_positions(spec.n_layer, n) if positions is None else list(positions)
     in_range = all(0 <= p < n_layer for p in positions)
     if len(positions) != n or len(set(positions)) != n or not in_range:
@@ -85,7 +81,6 @@ def add_layers(spec: ModelSpec, state: State, n_layer: int, positions: list[int]
             f"n_layer: positions {positions} must be {n} distinct indices in [0, {n_layer}) "
             f"(where the new layers sit in the grown model)"
         )
-    gen, s = generator(seed)
     new_at = set(positions)
     out = {k: v for k, v in state.items() if not k.startswith("blocks.")}
     old = iter(range(spec.n_layer))
@@ -100,8 +95,7 @@ def add_layers(spec: ModelSpec, state: State, n_layer: int, positions: list[int]
         out.update({f"blocks.{j}.{k}": v for k, v in block.items()})
     order = list(param_shapes(spec.replace(n_layer=n_layer)))
     out = {k: out[k] for k in order}  # canonical order, as the model's state_dict
-    new_spec = record(spec, "n_layer", {"to": n_layer, "positions": sorted(positions)}, s, init,
-                      n_layer=n_layer)
+    new_spec = step.record(spec, {"positions": sorted(positions)})
     return new_spec, out
 
 
@@ -112,15 +106,13 @@ def extend_context(spec: ModelSpec, state: State, n_ctx: int, *, seed: Seed = 0,
     Outputs on every sequence the old model accepts (length <= old n_ctx) are unchanged: the new
     positions are only used by longer sequences.
     """
-    init = init or GrowInit()
     if spec.family != "gpt2":
         raise GrowError(f"n_ctx: only GPT-2 has a context length (this is a {spec.family} model)")
-    check_input(spec, state, "n_ctx")
-    n = check_target(spec, "n_ctx", n_ctx)
-    if n == 0:
+    step = begin(spec, state, "n_ctx", n_ctx, seed, init)
+    if step.n == 0:
         return spec, dict(state)
-    gen, s = generator(seed)
+    gen, n, init = step.gen, step.n, step.init
     out = dict(state)
     w = state["wpe.weight"]  # (n_ctx, d_model)
     out["wpe.weight"] = cat_new(w, 0, noise(new_shape(w, 0, n), init.std, w, gen))
-    return record(spec, "n_ctx", {"to": n_ctx}, s, init, n_ctx=n_ctx), out
+    return step.record(spec), out

@@ -37,13 +37,10 @@ from logah.grow.common import (
     GrowError,
     Seed,
     State,
+    begin,
     cat_new,
-    check_input,
-    check_target,
-    generator,
     new_shape,
     noise,
-    record,
     zeros,
 )
 
@@ -87,12 +84,10 @@ def expand_hidden(spec: ModelSpec, state: State, d_model: int, *, seed: Seed = 0
 
     ``spec.ln_eps`` becomes ``ln_eps * d_model / d_model'`` (one eps for every LayerNorm).
     """
-    init = init or GrowInit()
-    check_input(spec, state, "d_model")
-    n = check_target(spec, "d_model", d_model)
-    if n == 0:
+    step = begin(spec, state, "d_model", d_model, seed, init)
+    if step.n == 0:
         return spec, dict(state)
-    gen, s = generator(seed)
+    gen, n, init = step.gen, step.n, step.init
     ratio = spec.d_model / d_model  # h / h'
     out: State = {}
     for name, t in state.items():
@@ -108,6 +103,5 @@ def expand_hidden(spec: ModelSpec, state: State, d_model: int, *, seed: Seed = 0
             out[name] = cat_new(t, 0, zeros((n,), t))  # must be 0: new LN outputs stay 0
         else:
             out[name] = t
-    new_spec = record(spec, "d_model", {"to": d_model}, s, init, d_model=d_model,
-                      ln_eps=spec.ln_eps * ratio)
+    new_spec = step.record(spec, ln_eps=spec.ln_eps * ratio)
     return new_spec, out

@@ -16,13 +16,10 @@ from logah.config.specs import ModelSpec
 from logah.grow.common import (
     Seed,
     State,
+    begin,
     cat_new,
-    check_input,
-    check_target,
-    generator,
     new_shape,
     noise,
-    record,
     zeros,
 )
 
@@ -34,12 +31,10 @@ def expand_mlp(spec: ModelSpec, state: State, d_mlp: int, *, seed: Seed = 0,
     New ``fc`` rows/bias entries are free (N(0, std) / N(0, bias_std)); new ``mlp.proj`` columns
     are zero, so the new hidden units are multiplied by 0 and the output is unchanged.
     """
-    init = init or GrowInit()
-    check_input(spec, state, "d_mlp")
-    n = check_target(spec, "d_mlp", d_mlp)
-    if n == 0:
+    step = begin(spec, state, "d_mlp", d_mlp, seed, init)
+    if step.n == 0:
         return spec, dict(state)
-    gen, s = generator(seed)
+    gen, n, init = step.gen, step.n, step.init
     out = dict(state)
     for i in range(spec.n_layer):
         pre = f"blocks.{i}.mlp"
@@ -47,7 +42,7 @@ def expand_mlp(spec: ModelSpec, state: State, d_mlp: int, *, seed: Seed = 0,
         out[f"{pre}.fc.weight"] = cat_new(w, 0, noise(new_shape(w, 0, n), init.std, w, gen))
         out[f"{pre}.fc.bias"] = cat_new(b, 0, noise((n,), init.bias_std, b, gen))
         out[f"{pre}.proj.weight"] = cat_new(pw, 1, zeros(new_shape(pw, 1, n), pw))  # must be 0
-    return record(spec, "d_mlp", {"to": d_mlp}, s, init, d_mlp=d_mlp), out
+    return step.record(spec), out
 
 
 def add_heads(spec: ModelSpec, state: State, n_heads: int, *, seed: Seed = 0,
@@ -58,12 +53,10 @@ def add_heads(spec: ModelSpec, state: State, n_heads: int, *, seed: Seed = 0,
     contiguous blocks of the projections' output dim, so new heads are appended at the end of each
     of Q, K and V separately (not of a fused qkv).
     """
-    init = init or GrowInit()
-    check_input(spec, state, "n_heads")
-    n = check_target(spec, "n_heads", n_heads)
-    if n == 0:
+    step = begin(spec, state, "n_heads", n_heads, seed, init)
+    if step.n == 0:
         return spec, dict(state)
-    gen, s = generator(seed)
+    gen, n, init = step.gen, step.n, step.init
     out = dict(state)
     widths = {"q": spec.d_qk, "k": spec.d_qk, "v": spec.d_v}
     for i in range(spec.n_layer):
@@ -75,7 +68,7 @@ def add_heads(spec: ModelSpec, state: State, n_heads: int, *, seed: Seed = 0,
             out[f"{pre}.{name}.bias"] = cat_new(b, 0, noise((n * d,), init.bias_std, b, gen))
         pw = state[f"{pre}.proj.weight"]  # (d_model, n_heads * d_v)
         out[f"{pre}.proj.weight"] = cat_new(pw, 1, zeros(new_shape(pw, 1, n * spec.d_v), pw))
-    return record(spec, "n_heads", {"to": n_heads}, s, init, n_heads=n_heads), out
+    return step.record(spec), out
 
 
 def expand_heads(spec: ModelSpec, state: State, d_v: int, *, seed: Seed = 0,
@@ -86,12 +79,10 @@ def expand_heads(spec: ModelSpec, state: State, d_v: int, *, seed: Seed = 0,
     after *each* head's block (not appended at the end). The attention scale depends on d_qk only
     (SDPA's default 1/sqrt(q.size(-1))), so the attention weights are untouched.
     """
-    init = init or GrowInit()
-    check_input(spec, state, "d_v")
-    n = check_target(spec, "d_v", d_v)
-    if n == 0:
+    step = begin(spec, state, "d_v", d_v, seed, init)
+    if step.n == 0:
         return spec, dict(state)
-    gen, s = generator(seed)
+    gen, n, init = step.gen, step.n, step.init
     out = dict(state)
     H, D = spec.n_heads, spec.d_model
     for i in range(spec.n_layer):
@@ -102,7 +93,7 @@ def expand_heads(spec: ModelSpec, state: State, d_v: int, *, seed: Seed = 0,
         out[f"{pre}.v.weight"] = cat_new(w, 1, noise((H, n, D), init.std, w, gen)).reshape(-1, D)
         out[f"{pre}.v.bias"] = cat_new(b, 1, noise((H, n), init.bias_std, b, gen)).reshape(H * d_v)
         out[f"{pre}.proj.weight"] = cat_new(pw, 2, zeros((D, H, n), pw)).reshape(D, H * d_v)
-    return record(spec, "d_v", {"to": d_v}, s, init, d_v=d_v), out
+    return step.record(spec), out
 
 
 def expand_attention(spec: ModelSpec, state: State, d_qk: int, *, seed: Seed = 0,
@@ -113,12 +104,10 @@ def expand_attention(spec: ModelSpec, state: State, d_qk: int, *, seed: Seed = 0
     SDPA scales scores by ``1/sqrt(d_qk)`` computed from the tensor shape, so the old K rows and
     bias are multiplied by ``sqrt(d_qk'/d_qk)``: ``q.(c k) / sqrt(d_qk') = q.k / sqrt(d_qk)``.
     """
-    init = init or GrowInit()
-    check_input(spec, state, "d_qk")
-    n = check_target(spec, "d_qk", d_qk)
-    if n == 0:
+    step = begin(spec, state, "d_qk", d_qk, seed, init)
+    if step.n == 0:
         return spec, dict(state)
-    gen, s = generator(seed)
+    gen, n, init = step.gen, step.n, step.init
     out = dict(state)
     H, D, k = spec.n_heads, spec.d_model, spec.d_qk
     c = math.sqrt(d_qk / k)
@@ -130,4 +119,4 @@ def expand_attention(spec: ModelSpec, state: State, d_qk: int, *, seed: Seed = 0
         out[f"{pre}.q.bias"] = cat_new(qb, 1, noise((H, n), init.bias_std, qb, gen)).reshape(-1)
         out[f"{pre}.k.weight"] = cat_new(kw * c, 1, zeros((H, n, D), kw)).reshape(-1, D)
         out[f"{pre}.k.bias"] = cat_new(kb * c, 1, zeros((H, n), kb)).reshape(-1)
-    return record(spec, "d_qk", {"to": d_qk}, s, init, d_qk=d_qk), out
+    return step.record(spec), out

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from logah.cli.main import main
-from logah.lit.compare import compare, load_runs, markdown_table, steps_to_reach
+from logah.report.compare import compare, load_runs, markdown_table, steps_to_reach
 
 
 def _write_run(root: Path, name: str, curves: dict, init: str | None = None, sub: str = "tb"):
@@ -181,13 +181,3 @@ def test_reached_at_first_evaluation_is_a_lower_bound(tmp_path):
     assert comp.rows[1].speedup == pytest.approx(99 / 24) and comp.rows[1].speedup_is_lower_bound
     assert not comp.rows[0].speedup_is_lower_bound
     assert "| 24 | >= 4.12x |" in markdown_table(comp)
-
-
-def test_legend_drops_the_shared_prefix():
-    from logah.lit.compare_plot import short_names
-
-    assert short_names(["exp-gpt-random", "exp-gpt-logah-t"]) == {
-        "exp-gpt-random": "random", "exp-gpt-logah-t": "logah-t"}
-    assert short_names(["a", "b"]) == {"a": "a", "b": "b"}
-    assert short_names(["x-1", "x-"]) == {"x-1": "x-1", "x-": "x-"}  # nothing would be left
-    assert short_names(["only-one"]) == {"only-one": "only-one"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from logah.lit.compare import Comparison, Run, higher_is_better
+from logah.report.compare import Comparison, Run, higher_is_better
 from logah.utils.fs import atomic_path
 
 

@@ -11,7 +11,7 @@ run folder, merge them (a resumed run writes several; the later write of a step 
   construction). A run already there at its first evaluation crossed somewhere before it, so its
   speed-up is a lower bound (shown ``>= 8.29x``).
 
-Plotting lives in :mod:`logah.lit.compare_plot`; the command in :mod:`logah.cli.cmd_compare`.
+Plotting lives in :mod:`logah.report.plot`; the command in :mod:`logah.cli.cmd_compare`.
 """
 
 from __future__ import annotations
