@@ -7,7 +7,8 @@ PY     := $(VENV)/bin/python
 LOGAH  := $(VENV)/bin/logah
 SETUP  := $(VENV)/.setup-done
 ARGS   ?=
-export TMPDIR := $(CURDIR)/.tmp
+# A cache may live in the clone; TMPDIR must not: multiprocessing binds Unix sockets under it, and
+# a socket path over 107 characters cannot be bound (a deep clone would make DataLoader workers hang).
 export TIKTOKEN_CACHE_DIR := $(CURDIR)/.tmp/tiktoken
 
 .DEFAULT_GOAL := help
@@ -20,7 +21,6 @@ help: ## list targets
 # is kept), then the package with its test extra. setup.cfg declares a torch range, so pip never
 # swaps the torch build.
 $(SETUP): setup.cfg pyproject.toml
-	@mkdir -p $(TMPDIR)
 	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(VENV)/bin/pip install -q torch==2.13.0
 	$(VENV)/bin/pip install -q -e '.[test]'

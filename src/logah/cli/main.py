@@ -14,6 +14,7 @@ import sys
 
 import logah
 from logah.config.errors import LogahError
+from logah.utils.tmp import ensure_socket_safe_tempdir
 
 
 def _command_modules() -> list[str]:
@@ -41,6 +42,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    ensure_socket_safe_tempdir()  # before any worker or DDP rank starts (see logah.utils.tmp)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

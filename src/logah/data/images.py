@@ -21,6 +21,7 @@ from logah.config.data import DataConfig
 from logah.config.specs import ModelSpec
 from logah.data import image_io
 from logah.data.errors import DataError, DataFormatError, DataNotFoundError
+from logah.data.loader import task_loader
 from logah.data.transforms import (
     ImageNetTransform,
     SmallImageTransform,
@@ -194,19 +195,13 @@ class ImageDataModule(L.LightningDataModule):
         paths, labels = image_io.scan_folder(self.root / "val", self.classes)
         self.val_set = FolderImages(paths, labels, ImageNetTransform(augment=False, **kw))
 
-    def _loader(self, dataset: Optional[Dataset], **kwargs: Any) -> DataLoader:
-        workers = self.cfg.num_workers
-        return DataLoader(
-            dataset, batch_size=self.cfg.batch_size, num_workers=workers,
-            persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(), **kwargs,
-        )
-
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
         rank = int(getattr(self.trainer, "global_rank", 0) or 0)
         gen = torch.Generator().manual_seed(self.seed + rank)  # order + worker augmentation seeds
-        return self._loader(self.train_set, shuffle=True, drop_last=True, generator=gen)
+        return task_loader(self.train_set, self.cfg, f"{self.root} (train)", shuffle=True,
+                           drop_last=True, generator=gen)
 
     def val_dataloader(self) -> DataLoader:
         self.setup("validate")
-        return self._loader(self.val_set, shuffle=False)
+        return task_loader(self.val_set, self.cfg, f"{self.root} (val)", shuffle=False)

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from logah.config.data import DataConfig
 from logah.config.specs import ModelSpec
 from logah.data.errors import DataError, DataFormatError, DataNotFoundError
+from logah.data.loader import task_loader
 from logah.data.tokenizer import VOCAB_SIZE
 
 HOW_TO_MAKE = (
@@ -170,13 +171,6 @@ class TextDataModule(L.LightningDataModule):
         n = self.cfg.train_blocks or (self.train_tokens - 1) // self.block_size
         return max(int(n), self.cfg.batch_size * self.world_size)
 
-    def _loader(self, dataset: Dataset, **kwargs: Any) -> DataLoader:
-        workers = self.cfg.num_workers
-        return DataLoader(
-            dataset, batch_size=self.cfg.batch_size, num_workers=workers,
-            persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(), **kwargs,
-        )
-
     def train_dataloader(self) -> DataLoader:
         if self.train_set is None:
             self.setup("fit")
@@ -184,9 +178,10 @@ class TextDataModule(L.LightningDataModule):
         sampler = RandomBlockSampler(
             len(self.train_set), self.train_blocks_per_epoch(), seed=self.seed + self.rank
         )
-        return self._loader(self.train_set, sampler=sampler, drop_last=True)
+        return task_loader(self.train_set, self.cfg, f"{self.root} (train)", sampler=sampler,
+                           drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
         if self.val_set is None:
             self.setup("validate")
-        return self._loader(self.val_set, shuffle=False)
+        return task_loader(self.val_set, self.cfg, f"{self.root} (val)", shuffle=False)

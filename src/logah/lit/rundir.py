@@ -24,7 +24,7 @@ CKPT_DIR = "checkpoints"
 LAST_CKPT = "last.ckpt"
 BEST_CKPT = "best.ckpt"
 # Keys (prefixes) that may differ when resuming: how to run, not what to train.
-RESUMABLE_KEYS = ("trainer.", "data.num_workers")
+RESUMABLE_KEYS = ("trainer.", "data.num_workers", "data.timeout_s")
 
 
 @dataclass(frozen=True)
