@@ -23,6 +23,7 @@ from logah.config.model import resolve_spec
 from logah.config.runs import FinetuneConfig
 from logah.config.specs import ModelSpec
 from logah.grow.schedule import resolve_schedule
+from logah.lit.flops import FlopsCounter
 from logah.lit.growth import GrowthCallback, checkpoint_spec
 from logah.lit.init import build_target, model_config_for, parse_init, resolve_init_spec
 from logah.lit.optim import check_optim_config
@@ -129,6 +130,7 @@ def finetune(
     run_spec = (checkpoint_spec(resume.path) or spec) if resume is not None else spec
     model = build_target(run_spec, init, seed=cfg.seed, load_weights=resume is None)
     module = module_for(model, cfg.optim, cfg.label_smoothing)
+    callbacks = [*callbacks, FlopsCounter()]  # perf/flops: cumulative training FLOPs
     if stages:
         callbacks = [*callbacks, GrowthCallback(stages, cfg.grow)]
     trainer = build_trainer(
