@@ -42,6 +42,8 @@ def noise(shape: tuple[int, ...] | torch.Size, std: float, like: torch.Tensor,
     """``mean + N(0, std)`` of ``shape`` in ``like``'s dtype/device (drawn in float64 on CPU, so
     the same seed gives the same values whatever the dtype)."""
     x = torch.randn(tuple(shape), generator=gen, dtype=torch.float64) * std
+    if like.is_meta:  # shapes only (a grown spec derived without reading any weights)
+        return torch.empty(tuple(shape), dtype=like.dtype, device="meta")
     return (x + mean).to(dtype=like.dtype, device=like.device)
 
 

@@ -25,7 +25,13 @@ from logah.config.specs import ModelSpec
 from logah.grow.schedule import resolve_schedule
 from logah.lit.flops import FlopsCounter
 from logah.lit.growth import GrowthCallback, checkpoint_spec
-from logah.lit.init import build_target, model_config_for, parse_init, resolve_init_spec
+from logah.lit.init import (
+    build_target,
+    check_init_options,
+    model_config_for,
+    parse_init,
+    resolve_init_spec,
+)
 from logah.lit.optim import check_optim_config
 from logah.lit.rundir import check_run, is_rank_zero, run_dir, start_run
 from logah.lit.target_module import module_for
@@ -85,8 +91,9 @@ def resolve_run_spec(cfg: FinetuneConfig, model_given: bool) -> tuple[FinetuneCo
     """The spec to train and the config to record (with an adopted weights spec written out)."""
     init = parse_init(cfg.init)
     spec = resolve_spec(cfg.model)
-    chosen = resolve_init_spec(spec, init, model_given)
-    if chosen != spec:
+    check_init_options(cfg.init_opts)
+    chosen = resolve_init_spec(spec, init, model_given, cfg.init_opts)
+    if init.kind == "weights" and chosen != spec:
         _say(f"finetune: model spec taken from {init.path} (no model.* setting given)")
         cfg = dataclasses.replace(cfg, model=model_config_for(chosen))
     return cfg, chosen
@@ -128,7 +135,8 @@ def finetune(
     # A resumed run takes its weights from the checkpoint, so the init file is not read again; a
     # run that grew resumes with the spec its checkpoint recorded.
     run_spec = (checkpoint_spec(resume.path) or spec) if resume is not None else spec
-    model = build_target(run_spec, init, seed=cfg.seed, load_weights=resume is None)
+    model = build_target(run_spec, init, seed=cfg.seed, load_weights=resume is None,
+                         opts=cfg.init_opts)
     module = module_for(model, cfg.optim, cfg.label_smoothing)
     callbacks = [*callbacks, FlopsCounter()]  # perf/flops: cumulative training FLOPs
     if stages:
