@@ -202,3 +202,29 @@ def test_hyperclone_needs_integer_factors(tmp_path, capsys):
     assert main(["finetune", *args, sched]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: grow.schedule[0] (step 6): "), err
+
+
+def test_llama_schedule_grows_exactly_with_moments_carried(tmp_path):
+    """Llama (RMSNorm, rotary GQA, SwiGLU): 1 x 32 (4 heads, 2 KV groups) -> 2 x 48 with 6 heads
+    (3 KV groups) in place; the batch loss is kept and the moments follow the parameters."""
+    data = write_text_data(tmp_path / "data", 6_000, 1_000)
+    args = text_overrides(data, tmp_path / "runs", name="llama", steps=12)
+    args = [a for a in args if not a.startswith("model.")]
+    args += ["model.arch=llama-tiny", "model.vocab_size=64", "model.n_ctx=32", "model.n_layer=1",
+             "model.d_model=32", "trainer.val_check_interval=6",
+             "grow.schedule=[{step: 6, to: {n_layer: 2, d_model: 48, n_heads: 6, n_kv_heads: 3}}]"]
+    probe = Probe((6,))
+    result = finetune(load_config(FinetuneConfig, None, args), callbacks=[probe])
+    spec = result.spec
+    assert (spec.family, spec.n_layer, spec.d_model, spec.n_heads, spec.n_kv_heads) == \
+        ("llama", 2, 48, 6, 3)
+    ckpt = torch.load(result.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    (h,) = next(v for k, v in ckpt["callbacks"].items() if "GrowthCallback" in k)["history"]
+    assert abs(h["loss_after"] - h["loss_before"]) <= 1e-5, h
+    before, after = probe.before[6], probe.after[6]
+    carried = [n for n in after if n in before and after[n]["exp_avg"].shape !=
+               before[n]["exp_avg"].shape]
+    assert carried  # grown tensors kept their moments
+    for n in carried:
+        old, new = before[n]["exp_avg"], after[n]["exp_avg"]
+        assert float(new.abs().sum()) == pytest.approx(float(old.abs().sum()))
