@@ -61,5 +61,5 @@ bench: $(SETUP) ## run every benchmarks/*.py and print one combined table (bench
 experiment-cpu: data ## LoGAH vs GHN-3 vs random vs growth on unseen larger GPT/ViT (~1 h, 2 CPUs) -> experiments/results/
 	EXPERIMENT_COMMAND="make experiment-cpu $(ARGS)" $(PY) experiments/run.py conf/experiment/cpu-brown conf/experiment/cpu-fashion-mnist --results experiments/results $(ARGS)
 
-experiment-progressive: data ## progressive growth vs scratch vs one-shot vs clone/stack at equal FLOPs (~3.5 h, 2 CPUs) -> experiments/results/cpu-progressive
+experiment-progressive: data ## progressive growth vs scratch vs one-shot vs clone/stack at equal FLOPs (~4.5 h, 2 CPUs) -> experiments/results/cpu-progressive
 	$(PY) experiments/progressive.py conf/experiment/cpu-progressive --results experiments/results $(ARGS)
