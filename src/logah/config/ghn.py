@@ -27,8 +27,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from logah.config.checked import Checked, choices
 from logah.config.errors import ConfigError
-from logah.config.model import choices
 
 ENCODERS = ("graphormer", "gatedgnn")
 DECODERS = ("lowrank", "tiled")
@@ -65,12 +65,12 @@ GHN_PRESETS: dict[str, dict[str, Any]] = {
 _COMMON: dict[str, Any] = dict(
     rank=32, max_width=2048 * 16, factor_layout="view", max_shape=64, max_kernel=16,
     num_classes=1000, crop="centre", layernorm=True, norm="auto", norm_std=0.02,
-    norm_embeddings=False, scale_residual=True, n_types=None,
+    norm_embeddings=False, scale_residual=True, n_types=None, fused=True,
 )
 
 
 @dataclass
-class GHNConfig:
+class GHNConfig(Checked):
     """A graph hypernetwork. Any field left ``None`` keeps the preset's value.
 
     Attributes:
@@ -91,7 +91,12 @@ class GHNConfig:
         norm_embeddings: also normalise embeddings (the reference leaves them raw).
         scale_residual: ``std`` mode scales GPT-2 residual projections by 1/sqrt(2 n_layer).
         n_types: rows of the node-type table (``None``: ``len(logah.graph.PRIMITIVES)``).
+        fused: predict a fused node's tensor once and slice it into its parameters (q/k/v rows
+            differ). ``false`` is the ablation that decodes every slice on its own from the one
+            node embedding, reproducing the old identical Q = K = V.
     """
+
+    KEY = "ghn"
 
     preset: str = field(default="logah-t", metadata=choices(*GHN_PRESETS))
     encoder: Optional[str] = field(default=None, metadata=choices(*ENCODERS))
@@ -112,51 +117,33 @@ class GHNConfig:
     norm_embeddings: Optional[bool] = None
     scale_residual: Optional[bool] = None
     n_types: Optional[int] = None
+    fused: Optional[bool] = None
+
+    def _values(self) -> dict[str, Any]:
+        """Every field: the preset's value where this config leaves it ``None``."""
+        base = {**_COMMON, **GHN_PRESETS[self.preset]}
+        return {f.name: base.get(f.name) if getattr(self, f.name) is None else getattr(self, f.name)
+                for f in dataclasses.fields(self)}
 
     def resolved(self) -> GHNConfig:
-        """A copy with every ``None`` filled from the preset (``n_types`` may stay ``None``).
+        """A copy with every ``None`` filled from the preset (``n_types`` may stay ``None``);
+        ``self`` when it is resolved already."""
+        values = self._values()
+        return self if values == dataclasses.asdict(self) else GHNConfig(**values)
 
-        Raises:
-            ConfigError: unknown preset, or inconsistent sizes (named by key).
-        """
-        if self.preset not in GHN_PRESETS:
-            raise ConfigError(
-                f"ghn.preset: {self.preset!r} is not one of: {', '.join(GHN_PRESETS)}"
-            )
-        base = {**_COMMON, **GHN_PRESETS[self.preset]}
-        values = {
-            f.name: base.get(f.name) if getattr(self, f.name) is None else getattr(self, f.name)
-            for f in dataclasses.fields(self)
-        }
-        cfg = GHNConfig(**values)
-        cfg._check()
-        return cfg
-
-    def _check(self) -> None:
+    def check(self) -> None:
+        """Sizes of the resolved form (the preset and the choices were checked before this)."""
+        v = self._values()
         for name in ("hid", "layers", "heads", "rank", "max_width", "max_shape", "max_kernel",
                      "num_classes"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"ghn.{name}: must be >= 1, got {getattr(self, name)}")
-        if self.encoder == "graphormer" and self.hid % self.heads:
-            raise ConfigError(f"ghn.hid: {self.hid} is not divisible by ghn.heads={self.heads}")
-        if self.hid % 4:
-            raise ConfigError(f"ghn.hid: must be a multiple of 4 (shape embedding), got {self.hid}")
-        if self.n_types is not None and self.n_types < 1:
-            raise ConfigError(f"ghn.n_types: must be >= 1, got {self.n_types}")
-        for name, valid in (("encoder", ENCODERS), ("decoder", DECODERS), ("norm", NORMS),
-                            ("factor_layout", FACTOR_LAYOUTS), ("crop", ("centre", "corner"))):
-            if getattr(self, name) not in valid:
-                raise ConfigError(f"ghn.{name}: {getattr(self, name)!r} is not one of: "
-                                  f"{', '.join(valid)}")
+            if int(v[name]) < 1:
+                raise ConfigError(f"ghn.{name}: must be >= 1, got {v[name]}")
+        if v["encoder"] == "graphormer" and v["hid"] % v["heads"]:
+            raise ConfigError(f"ghn.hid: {v['hid']} is not divisible by ghn.heads={v['heads']}")
+        if v["hid"] % 4:
+            raise ConfigError(f"ghn.hid: must be a multiple of 4 (shape embedding), got {v['hid']}")
+        if v["n_types"] is not None and v["n_types"] < 1:
+            raise ConfigError(f"ghn.n_types: must be >= 1, got {v['n_types']}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GHNConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are a :class:`ConfigError` naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"ghn config: unknown key(s) {unknown} (valid: {sorted(names)})")
-        return cls(**d)
