@@ -146,7 +146,11 @@ def test_export_errors_write_nothing(tmp_path, registry, tiny_ghn, capsys):
 
 def test_shipped_registry_loads_matches_cards_and_predicts_finite_tensors():
     """Every GHN shipped in the package: loads (safetensors + JSON), has its card's parameter
-    count, and predicts finite tensors for its card's task template."""
+    count, and predicts finite tensors for its card's task template. The package ships at least
+    a GPT (Brown) and a ViT (Fashion-MNIST) LoGAH-T."""
+    cards = {name: reg.read_card(d) for name, d in SHIPPED.items()}
+    assert {("gpt2", "brown"), ("vit", "fashion-mnist")} <= {
+        (c["family"], c["data"]) for c in cards.values() if c["ghn"]["preset"] == "logah-t"}
     for name in SHIPPED:
         card = reg.read_card(SHIPPED[name])
         ghn = load_ghn(f"pretrained:{name}")
