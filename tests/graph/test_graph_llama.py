@@ -19,14 +19,17 @@ def test_llama_block_has_rmsnorm_rotary_and_gate_nodes():
     assert types["act"] == L and types["msa"] == L
     assert "ln" not in types and "bias" not in types  # no LayerNorm, no biases
     names = dict(zip(g.node_names, (PRIMITIVES[int(t)] for t in g.node_type)))
-    src, dst = g.edge_index
     by_name = {n: i for i, n in enumerate(g.node_names)}
-    edges = set(zip(src.tolist(), dst.tolist()))
-    rot = [n for n, t in names.items() if t == "rot_emb" and n.startswith("blocks.0.")]
-    q, k, v = (by_name[f"blocks.0.attn.{x}"] for x in "qkv")
-    assert {(q, by_name[rot[0]]), (k, by_name[rot[1]])} <= edges  # q -> rot, k -> rot
+    edges = set(zip(*(e.tolist() for e in g.edge_index)))
+    qkv = by_name["blocks.0.attn.[q,k,v]"]  # one fused node (logah.graph.fused)
+    rot = [by_name[n] for n, t in names.items() if t == "rot_emb" and n.startswith("blocks.0.")]
     msa = next(by_name[n] for n, t in names.items() if t == "msa" and n.startswith("blocks.0."))
-    assert (v, msa) in edges and (q, msa) not in edges  # v is not rotated
+    assert len(rot) == 2 and all((qkv, r) in edges and (r, msa) in edges for r in rot)
+    assert (qkv, msa) in edges  # v reaches attention unrotated
+    gate = next(by_name[n] for n, t in names.items() if t == "gate" and n.startswith("blocks.0."))
+    act = by_name["blocks.0.mlp.act"]
+    gu = by_name["blocks.0.mlp.[gate,fc]"]
+    assert {(gu, act), (act, gate), (gu, gate)} <= edges  # silu(gate) * up
 
 
 def test_every_llama_preset_parameter_has_a_node():
