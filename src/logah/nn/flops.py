@@ -29,7 +29,7 @@ def step_flops(spec: ModelSpec, input_shape: tuple[int, ...]) -> int:
 @lru_cache(maxsize=64)
 def _count(spec: ModelSpec, input_shape: tuple[int, ...]) -> int:
     model = build_model(spec, "meta")
-    if spec.family in CAUSAL_LM:
+    if spec.family in CAUSAL_LM:  # token ids
         x = torch.zeros(input_shape, dtype=torch.long, device="meta")
     else:
         x = torch.zeros(input_shape, device="meta")
