@@ -126,8 +126,15 @@ def train_ghn(cfg: Any, *, datamodule: Any = None, callbacks: Sequence[Any] = ()
         if cfg.max_minutes <= 0:
             raise ConfigError(f"max_minutes: must be > 0, got {cfg.max_minutes}")
         trainer_overrides.setdefault("max_time", timedelta(minutes=cfg.max_minutes))
+    if any(not isinstance(m, (int, float)) or m <= 0 for m in cfg.snapshot_minutes):
+        raise ConfigError(f"snapshot_minutes: minutes > 0 expected, got {list(cfg.snapshot_minutes)}")
     ghn_cfg = cfg.ghn.resolved()
     folder = run_dir(cfg.out_dir, COMMAND, cfg.name)
+    if cfg.snapshot_minutes:
+        from logah.lit.rundir import CKPT_DIR
+        from logah.lit.trainer import Snapshots
+
+        callbacks = [*callbacks, Snapshots(folder / CKPT_DIR, cfg.snapshot_minutes)]
     task_dm = datamodule or build_datamodule(cfg.data, resolve_spec(cfg.model), seed=cfg.seed)
     template = task_template(cfg, task_dm)
     resume = check_run(folder, cfg)

@@ -67,6 +67,7 @@ class TrainGHNConfig:
     out_dir: str = "runs"
     gamma: float = 3e-5  # weight of sum ||p||_F over predicted tensors (Frobenius, not squared)
     max_minutes: Optional[float] = None  # wall-clock cap on training (stops before max_steps)
+    snapshot_minutes: list = field(default_factory=list)  # keep checkpoints/snapshot-{M}min.ckpt
     label_smoothing: float = 0.0  # image tasks
     ghn: GHNConfig = field(default_factory=GHNConfig)
     archs: ArchDataConfig = field(default_factory=ArchDataConfig)
