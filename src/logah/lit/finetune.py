@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import Callback
 from logah.config.errors import ConfigError
 from logah.config.model import resolve_spec
 from logah.config.runs import FinetuneConfig
-from logah.config.specs import ModelSpec
+from logah.config.specs import CAUSAL_LM, ModelSpec
 from logah.grow.schedule import resolve_schedule
 from logah.lit.flops import FlopsCounter
 from logah.lit.growth import GrowthCallback, checkpoint_spec
@@ -57,8 +57,9 @@ def check_label_smoothing(value: float, spec: ModelSpec) -> None:
     """``label_smoothing`` is in [0, 1) and only set for image classification."""
     if not 0.0 <= value < 1.0:
         raise ConfigError(f"label_smoothing: must be in [0, 1), got {value}")
-    if value and spec.family == "gpt2":
-        raise ConfigError("label_smoothing: applies to image classification; the model is a GPT-2")
+    if value and spec.family in CAUSAL_LM:
+        raise ConfigError(f"label_smoothing: applies to image classification; the model is a "
+                          f"{spec.family} language model")
 
 
 def check_data(dm: Any, spec: ModelSpec, data_name: str) -> None:
@@ -68,8 +69,9 @@ def check_data(dm: Any, spec: ModelSpec, data_name: str) -> None:
         ConfigError / DataError: one line naming the config keys that disagree.
     """
     is_text = getattr(dm, "vocab_size", None) is not None
-    if spec.family == "gpt2" and not is_text:
-        raise ConfigError(f"data.name: {data_name!r} is image data but the model is a GPT-2; "
+    if spec.family in CAUSAL_LM and not is_text:
+        raise ConfigError(f"data.name: {data_name!r} is image data but the model is a "
+                          f"{spec.family} language model; "
                           "use data.name=brown or data.name=text")
     if spec.family == "vit" and is_text:
         raise ConfigError(f"data.name: {data_name!r} is text but the model is a ViT; "

@@ -184,7 +184,7 @@ def derive(kind: str, src: ModelSpec, state: dict, target: ModelSpec, opts: Init
 def model_config_for(spec: ModelSpec) -> ModelConfig:
     """A :class:`ModelConfig` that resolves to ``spec`` (every field explicit), so a run's saved
     ``config.yaml`` records an adopted spec and re-running it rebuilds the same model."""
-    presets = [name for name in ("gpt2-tiny", "vit-tiny") if get_preset(name).family == spec.family]
+    presets = [name for name in ("gpt2-tiny", "vit-tiny", "llama-tiny") if get_preset(name).family == spec.family]
     fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"arch"}
     return ModelConfig(arch=presets[0], **{k: getattr(spec, k) for k in fields})
 
