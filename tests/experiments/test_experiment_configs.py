@@ -114,7 +114,7 @@ def test_long_experiment_adds_ghn_snapshot_inits(tmp_path):
                          "snapshot-15min.ckpt"]
     ghn_cfg = load_config(ROLES["ghn"], exp.ghns["logah-t"])
     assert ghn_cfg.max_minutes >= 30 and list(ghn_cfg.snapshot_minutes) == [5, 15, 30]
-    assert len(load_protocol(exp, Options()).lrs) >= 3
+    assert len(load_protocol(exp, Options()).lrs) >= 2
 
 
 def test_bad_folders_and_overrides(tmp_path):
