@@ -18,6 +18,7 @@ TINY = ["trainer.max_steps=2", "trainer.val_check_interval=1", "trainer.limit_va
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 18 stages of ~30 s each (~50 s on a loaded 2-core machine), twice
 @pytest.mark.skipif(not (ROOT / "data" / "brown-v4k" / "train.bin").is_file(),
                     reason="needs `make data data/brown-v4k/meta.json`")
 def test_cpu_brown_pipeline_runs_and_reruns_skip(tmp_path):

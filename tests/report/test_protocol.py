@@ -154,3 +154,15 @@ def test_compare_grid_cli_and_errors(tmp_path, capsys):
     assert len(err) == 1 and "missing cells lr=0.003 seed=1" in err[0]
     assert main(["compare", *runs, "--line", "x=1", "--out", str(tmp_path / "bad")]) == 2
     assert "--line belong to --grid" in capsys.readouterr().err
+
+
+def test_an_init_at_the_target_before_training_has_infinite_speedup():
+    cells = [cell("random", 1e-3, 0, [9, 7, 5]), cell("grow", 1e-3, 0, [4.5, 4.0, 3.9])]
+    p = protocol(cells)
+    p.extra_lines = {"unigram": 4.0}
+    g = p.row("grow")
+    assert g.steps == [0.0] and g.speedup == math.inf
+    table = markdown(p)
+    assert "**inf** (at the target at step 0)" in table
+    assert "unigram: 4.000 (tuned random ends 1.000 above it)" in table
+    assert '"inf"' in __import__("json").dumps(p.to_dict())

@@ -281,8 +281,9 @@ def protocol(cells: list[Cell], metric: str = "val/loss", baseline: str | None =
         r.steps = [steps_to_reach(*c.curve(metric), targets.get(c.seed, target), higher)
                    for c in at]
         r.flops = [None if s is None else c.flops_at(s) for c, s in zip(at, r.steps)]
-        ratios = [base_steps.get(c.seed) / s for c, s in zip(at, r.steps)
-                  if s and base_steps.get(c.seed)]
+        # an init already at the target at step 0 needs no step at all: an infinite speed-up
+        ratios = [(base_steps[c.seed] / s if s > 0 else math.inf) for c, s in zip(at, r.steps)
+                  if s is not None and base_steps.get(c.seed)]
         # an init that some seed never brings to the target gets no speed-up (it is not faster)
         r.speedups = ratios if len(ratios) == len(at) else []
         r.speedup = statistics.fmean(ratios) if r.speedups else None
@@ -305,9 +306,16 @@ def _flops(x: float) -> str:
     return f"{x:.2e}"
 
 
+def _below(p: Protocol, line: float) -> str:
+    gap = line - p.target
+    return f" (tuned {p.baseline} ends {abs(gap):.3f} {'below' if gap >= 0 else 'above'} it)"
+
+
 def _speed(r: InitRow) -> str:
     if not r.speedups:
         return "-"
+    if math.isinf(r.speedup):
+        return "**inf** (at the target at step 0)"
     _, sd = mean_spread(r.speedups)
     return f"**{r.speedup:.2f}x** ± {sd:.2f}"
 
@@ -338,7 +346,6 @@ def markdown(p: Protocol) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"Target: {p.baseline}'s final {m} at its best rate, per seed (mean {p.target:.4f})."
              if p.target is not None else ""]
-    notes += [f"{name}: {v:.3f}" + (f" (tuned {p.baseline} ends {v - p.target:.3f} below it)"
-                                    if p.target is not None else "")
+    notes += [f"{name}: {v:.3f}" + (_below(p, v) if p.target is not None else "")
               for name, v in p.extra_lines.items()]
     return "\n".join(lines) + "\n\n" + "\n".join(n for n in notes if n) + "\n"
