@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "random:logah-t), a GHN directory or a .ckpt")
     p.add_argument("--arch", required=True, metavar="ARCH",
                    help="target preset (see `logah models`), or a Hugging Face config.json / model "
-                        "directory (GPT-2, ViT); model.* overrides apply")
+                        "directory (GPT-2, ViT, Llama); model.* overrides apply")
     p.add_argument("--out", required=True, metavar="DIR", help="output weights directory")
     p.add_argument("--dtype", default="float32", choices=DTYPES,
                    help="dtype of the written weights")

@@ -20,7 +20,7 @@ class ModelConfig:
     """Which target transformer. Any field left ``None`` keeps the preset's value.
 
     ``arch`` is a preset name or the path of a Hugging Face ``config.json`` (or a model directory
-    holding one; GPT-2 or ViT): its spec is the starting point the overrides apply to.
+    holding one; GPT-2, ViT or Llama): its spec is the starting point the overrides apply to.
 
     Changing ``d_model`` or ``n_heads`` re-ties ``d_qk``/``d_v`` (= d_model / n_heads) and ``d_mlp``
     (= 4 d_model) when the preset had them tied and they are not given explicitly.

@@ -14,8 +14,9 @@
                        (:func:`logah.grow.clone.hyperclone`; ``init_opts.noise``)
 ``stack:PATH``         PATH's layers stacked to ``model.*``'s depth, widened by cloning first
                        when ``model.*`` is wider (:func:`logah.grow.clone.stack_to`)
-``ghn:CKPT``           predicted by a GHN (``logah train-ghn`` checkpoint, GHN directory or
-                       ``random:<preset>``), inline: no ``logah predict`` step
+``ghn:CKPT``           predicted by a GHN (``logah train-ghn`` checkpoint, GHN directory,
+                       ``pretrained:NAME`` or ``random:<preset>``), inline and in place
+                       (:func:`logah.ghn.apply.init_from_ghn`): no ``logah predict`` step
 =====================  =====================================================================
 
 ``weights:PATH`` accepts a ``.safetensors`` file, a logah weights directory (``model.safetensors``
@@ -64,10 +65,12 @@ class InitChoice:
 
 
 def parse_init(value: str) -> InitChoice:
-    """Parse ``init=...``; a path must exist (``ghn:random:<preset>`` is a seeded random GHN).
+    """Parse ``init=...``; a path must exist (``ghn:random:<preset>`` is a seeded random GHN,
+    ``ghn:pretrained:NAME`` a shipped one).
 
     Raises:
         ConfigError: unknown choice, empty or missing path (the message names ``init``).
+        GHNLoadError: an unknown ``pretrained:`` name (listing the valid ones).
     """
     value = str(value).strip()
     if value in _SCHEMES:
@@ -78,6 +81,11 @@ def parse_init(value: str) -> InitChoice:
         if not rest.strip() or str(path) == ".":
             raise ConfigError(f"init: {kind}: needs a path, e.g. init={kind}:{_EXAMPLE[kind]}")
         if kind == "ghn" and rest.startswith("random:"):
+            return InitChoice(kind, Path(rest))
+        if kind == "ghn" and rest.startswith("pretrained:"):
+            from logah.ghn.pretrained import pretrained_dir
+
+            pretrained_dir(rest.removeprefix("pretrained:"))  # an unknown name fails here
             return InitChoice(kind, Path(rest))
         if not path.exists():
             raise ConfigError(f"init: {path}: no such file or directory")
@@ -221,25 +229,18 @@ def build_target(spec: ModelSpec, init: InitChoice, seed: int, load_weights: boo
         load_into(model, init.path)
         return model
     if init.kind == "ghn":
-        state = ghn_state(init.path, spec, opts.ghn_device)
-    else:
-        src = source_spec(init)
-        raw = load_state(init.path)
-        check_state(build_model(src, "meta"), raw, str(init.path))
-        # grown in float64 (rescalings exact to ~1e-16), loaded in the model's dtype
-        _, state = derive(init.kind, src, {k: v.double() for k, v in raw.items()}, spec, opts, seed)
+        from logah.ghn.apply import init_from_ghn
+        from logah.ghn.io import load_ghn
+
+        init_from_ghn(model, load_ghn(str(init.path), map_location=opts.ghn_device))
+        return model
+    src = source_spec(init)
+    raw = load_state(init.path)
+    check_state(build_model(src, "meta"), raw, str(init.path))
+    # grown in float64 (rescalings exact to ~1e-16), loaded in the model's dtype
+    _, state = derive(init.kind, src, {k: v.double() for k, v in raw.items()}, spec, opts, seed)
     check_state(model, state, f"init={init.kind}:{init.path}")
     with torch.no_grad():
         for n, p in model.named_parameters():
             p.copy_(state[n].to(dtype=p.dtype))
     return model
-
-
-def ghn_state(path: Path, spec: ModelSpec, device: str) -> dict:
-    """Every parameter of ``spec`` as the GHN at ``path`` predicts it (the ``logah predict``
-    path, in memory: :meth:`logah.ghn.GHN.predict` on :func:`logah.graph.graph_for_spec`)."""
-    from logah.ghn.io import load_ghn
-    from logah.graph import graph_for_spec
-
-    ghn = load_ghn(str(path), map_location=device)
-    return {name: t.to("cpu") for name, t in ghn.predict(graph_for_spec(spec))}
