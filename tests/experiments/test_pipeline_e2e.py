@@ -49,11 +49,9 @@ def test_cpu_brown_pipeline_runs_and_reruns_skip(tmp_path):
     assert all(r["seeds"] == [0, 1] and r["best_lr"] == 0.003 for r in rows.values())
     assert group["missing_cells"] == [] and group["unigram_val_nats"] == pytest.approx(5.642, 1e-3)
     assert group["target"]["n_layer"] == 4 and group["ghn_spaces"]["logah-t"]["max_layers"] == 3
-    # hyperclone preserves the small model's function: it starts at the small model's final loss
-    from logah.report.compare import read_scalars
-
-    small = read_scalars(tmp_path / "runs" / "finetune" / "cpu-brown-gpt2-4x32")["val/loss"][1][-1]
-    assert rows["hyperclone-gpt2-4x32"]["start"][0] == pytest.approx(small, abs=1e-3)
+    # (that hyperclone starts at its source's loss is checked where the validation batches are
+    # the same: tests/integration/test_finetune_baseline_inits.py)
+    assert rows["hyperclone-gpt2-4x32"]["start"][0] < rows["random"]["start"][0]
     assert (res / "cpu-brown-gpt2-4x64" / "curves.png").stat().st_size > 10_000
     snippet = (res / "README-snippet.md").read_text()
     assert "**cpu-brown-gpt2-4x64**: target gpt2 4 layers x 64" in snippet
