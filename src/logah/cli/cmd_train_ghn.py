@@ -117,7 +117,7 @@ def train_ghn(cfg: Any, *, datamodule: Any = None, callbacks: Sequence[Any] = ()
     from logah.data.arch import ArchitectureDataModule
     from logah.lit.ghn_module import GHNModule
     from logah.lit.optim import check_optim_config
-    from logah.lit.rundir import check_run, run_dir, start_run
+    from logah.lit.rundir import check_resume_fits, check_run, run_dir, start_run
     from logah.lit.trainer import build_trainer, fit
 
     check_optim_config(cfg.optim)
@@ -135,6 +135,8 @@ def train_ghn(cfg: Any, *, datamodule: Any = None, callbacks: Sequence[Any] = ()
                                    resume=resume is not None)
     module = GHNModule(ghn_cfg.to_dict(), optim=dataclasses.asdict(cfg.optim), gamma=cfg.gamma,
                        label_smoothing=cfg.label_smoothing, seed=cfg.seed)
+    if resume is not None:
+        check_resume_fits(resume.path, module)  # before the trainer: one line, nothing written
     if cfg.trainer.strategy in ("ddp", "ddp_spawn") and "strategy" not in trainer_overrides:
         from lightning.pytorch.strategies import DDPStrategy
 

@@ -24,7 +24,7 @@ from logah.config.runs import FinetuneConfig
 from logah.config.specs import ModelSpec
 from logah.lit.init import build_target, model_config_for, parse_init, resolve_init_spec
 from logah.lit.optim import check_optim_config
-from logah.lit.rundir import check_run, is_rank_zero, run_dir, start_run
+from logah.lit.rundir import check_resume_fits, check_run, is_rank_zero, run_dir, start_run
 from logah.lit.target_module import module_for
 from logah.lit.trainer import build_trainer, fit
 
@@ -124,6 +124,8 @@ def finetune(
     # A resumed run takes its weights from the checkpoint, so the init file is not read again.
     model = build_target(spec, init, seed=cfg.seed, load_weights=resume is None)
     module = module_for(model, cfg.optim, cfg.label_smoothing)
+    if resume is not None:
+        check_resume_fits(resume.path, module)  # before the trainer: one line, nothing written
     trainer = build_trainer(
         cfg.trainer, folder, resume_step=resume.step if resume else None, callbacks=callbacks,
         **trainer_overrides,

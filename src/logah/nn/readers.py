@@ -1,0 +1,247 @@
+"""Safe readers of every file logah loads weights from: nothing in a file runs, a bad file is one line.
+
+- PyTorch checkpoints (a Lightning ``.ckpt``, ``pytorch_model.bin``): ``torch.load(weights_only=True)``
+  only, so tensors and plain containers come back and a pickled callable (``os.system``, ``exec``)
+  is refused instead of called;
+- safetensors files, single or sharded (``model.safetensors.index.json`` naming shards beside it);
+- JSON (``logah.json``, ``ghn.json``, Hugging Face ``config.json``), parsed strictly: one object,
+  no duplicate keys, no ``NaN``/``Infinity``.
+
+Every problem is one :class:`WeightsError` ``"<file>: <what is wrong>"``. What is wrong is found
+from the bytes, so an empty, truncated or foreign file (a PNG, a text file, a safetensors file
+where a checkpoint was expected) is named as such rather than as a parser's complaint.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import pickle
+import re
+import struct
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from logah.config.errors import LogahError
+
+_ZIP_HEAD, _ZIP_END = b"PK\x03\x04", b"PK\x05\x06"
+_MAX_SAFETENSORS_HEADER = 100 << 20  # what the safetensors library itself accepts
+_MAGIC = (  # leading bytes -> what the file is (for "a PNG image, not a checkpoint")
+    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"), (b"\x1f\x8b", "a gzip archive"), (_ZIP_HEAD, "a zip archive"),
+    (b"\x7fELF", "an executable"),
+)
+
+
+EMPTY = "an empty file"
+
+
+class WeightsError(LogahError):
+    """A weights file, checkpoint or the JSON beside it is missing, unreadable, or does not match
+    what it should hold. The message starts with the file."""
+
+
+def _head(path: Path, n: int = 64) -> tuple[bytes, int]:
+    """The first ``n`` bytes and the size; a missing or unreadable file is one error."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(n), os.fstat(f.fileno()).st_size
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot open ({e.strerror or e})") from None
+
+
+def describe(head: bytes, size: int) -> str:
+    """What a file looks like from its first bytes (e.g. ``a PNG image``, ``a text file``)."""
+    if size == 0:
+        return EMPTY
+    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < size:
+        return "a safetensors file"
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return what
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "a pickle"
+    try:  # a multi-byte character cut at the end of `head` is not an error
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return "binary data of an unknown kind"
+    if not all(c.isprintable() or c in "\t\r\n" for c in text):
+        return "binary data of an unknown kind"
+    return "JSON text" if text.lstrip()[:1] in ("{", "[") else "a text file"
+
+
+def _not_a(kind: str, expected: str) -> str:
+    return kind if kind == EMPTY else f"{kind}, not {expected}"
+
+
+# ---- PyTorch checkpoints ------------------------------------------------------------------------
+def read_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, Any]:
+    """A PyTorch checkpoint as a dict, loaded with ``weights_only=True`` (nothing in it runs).
+
+    Args:
+        mmap: map a zip-format checkpoint instead of reading it (large optimizer states).
+
+    Raises:
+        WeightsError: ``"<path>: cannot read checkpoint (<what>)"`` — empty, truncated, another
+            kind of file, not a dict — or ``"<path>: refused ..."`` when unpickling would call code.
+    """
+    p = Path(path)
+    head, size = _head(p)
+    is_zip = head.startswith(_ZIP_HEAD)
+    is_pickle = describe(head, size) == "a pickle"
+    if not (is_zip or is_pickle):
+        kind = _not_a(describe(head, size), "a PyTorch checkpoint")
+        raise WeightsError(f"{p}: cannot read checkpoint ({kind})")
+    if is_zip and not _zip_is_complete(p, size):
+        raise WeightsError(f"{p}: cannot read checkpoint (truncated: the zip archive ends before "
+                           f"its directory; {size:,} bytes)")
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says it all
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap and is_zip)
+    except pickle.UnpicklingError as e:
+        raise WeightsError(f"{p}: {_refusal(str(e))}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise WeightsError(f"{p}: cannot read checkpoint (truncated or corrupt: {reason})") from None
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{p}: cannot read checkpoint (it holds a {type(obj).__name__}, not a "
+                           "dict)")
+    return obj
+
+
+def _zip_is_complete(p: Path, size: int) -> bool:
+    """A zip file ends with its end-of-directory record (within the last 64 KiB + 22 bytes)."""
+    with open(p, "rb") as f:
+        f.seek(max(0, size - (65536 + 22)))
+        return _ZIP_END in f.read()
+
+
+def _refusal(message: str) -> str:
+    """One line for torch's multi-paragraph ``weights_only`` refusal."""
+    called = re.search(r"GLOBAL (\S+) was not an allowed global", message)
+    if called:
+        return (f"refused to load: unpickling it would call {called.group(1)} (only tensors and "
+                "plain data are loaded; a checkpoint that runs code is never trusted)")
+    detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", message)
+    what = detail.group(1).strip() if detail else "not tensors and plain data"
+    return f"cannot read checkpoint (corrupt or not weights-only: {what})"
+
+
+# ---- safetensors ----------------------------------------------------------------------------
+def check_safetensors(path: str | os.PathLike) -> None:
+    """Raise one :class:`WeightsError` unless ``path`` is a complete safetensors file.
+
+    Checks the 8-byte header length, the JSON header and that the file covers every tensor's
+    byte range, so an empty, truncated or foreign file is named as such.
+    """
+    p = Path(path)
+    head, size = _head(p, 16)
+    prefix = f"{p}: cannot read safetensors"
+    n = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else 0
+    if size < 9 or head[8:9] != b"{" or n > _MAX_SAFETENSORS_HEADER:
+        raise WeightsError(f"{prefix} ({_not_a(describe(head, size), 'a safetensors file')})")
+    if 8 + n > size:
+        raise WeightsError(f"{prefix} (truncated: the header needs {8 + n:,} bytes, the file has "
+                           f"{size:,})")
+    with open(p, "rb") as f:
+        f.seek(8)
+        raw = f.read(n)
+    try:
+        header = _strict_json(raw)
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"),
+                  default=0)
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise WeightsError(f"{prefix} (corrupt header: {e})") from None
+    if 8 + n + end > size:
+        raise WeightsError(f"{prefix} (truncated: the tensors need {8 + n + end:,} bytes, the file "
+                           f"has {size:,})")
+
+
+def iter_safetensors(path: str | os.PathLike) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) pairs of a checked safetensors file, one tensor in memory at a time."""
+    check_safetensors(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for name in f.keys():
+                yield name, f.get_tensor(name)
+    except Exception as e:  # noqa: BLE001 — safetensors raises SafetensorError(Exception)
+        if isinstance(e, WeightsError):
+            raise
+        raise WeightsError(f"{path}: cannot read safetensors ({str(e).splitlines()[0]})") from None
+
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    return dict(iter_safetensors(path))
+
+
+def read_sharded_safetensors(index: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Every tensor of a sharded checkpoint: ``index`` (``*.safetensors.index.json``) maps tensor
+    names to shard files beside it; each listed tensor must be in its shard."""
+    index = Path(index)
+    weight_map = read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
+        raise WeightsError(f"{index}: not a safetensors index (no 'weight_map' of name -> file)")
+    state: dict[str, torch.Tensor] = {}
+    for shard in sorted(set(weight_map.values())):
+        path = index.parent / shard
+        if Path(shard).name != shard or shard in (".", ".."):
+            raise WeightsError(f"{index}: shard {shard!r} is not a file name beside the index")
+        if not path.is_file():
+            raise WeightsError(f"{path}: no such file (listed in {index.name})")
+        tensors = read_safetensors(path)
+        missing = [k for k, v in weight_map.items() if v == shard and k not in tensors]
+        if missing:
+            raise WeightsError(f"{path}: lacks {len(missing)} tensors that {index.name} lists "
+                               f"for it (first: {missing[0]})")
+        state.update(tensors)
+    return state
+
+
+# ---- JSON ------------------------------------------------------------------------------------
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    dup = next((k for k in keys if keys.count(k) > 1), None)
+    if dup is not None:
+        raise ValueError(f"duplicate key {dup!r}")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _strict_json(raw: bytes) -> dict[str, Any]:
+    doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates,
+                     parse_constant=_no_constant)
+    if not isinstance(doc, dict):
+        raise ValueError(f"holds a {type(doc).__name__}, expected a JSON object")
+    return doc
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON object, parsed strictly (see the module doc); one error naming the file."""
+    p = Path(path)
+    head, size = _head(p)
+    kind = describe(head, size)
+    if kind not in ("JSON text", "a text file"):
+        raise WeightsError(f"{p}: cannot read JSON ({_not_a(kind, 'JSON text')})")
+    raw = p.read_bytes()
+    try:
+        return _strict_json(raw)
+    except UnicodeDecodeError as e:
+        raise WeightsError(f"{p}: cannot read JSON (not UTF-8 text at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        what = ("a text file, not JSON text: " if kind == "a text file" else
+                "truncated: " if raw.rstrip()[-1:] not in (b"}", b"]") else "")
+        raise WeightsError(f"{p}: cannot read JSON ({what}line {e.lineno} column {e.colno}: "
+                           f"{e.msg})") from None
+    except ValueError as e:
+        raise WeightsError(f"{p}: cannot read JSON ({e})") from None
