@@ -38,4 +38,9 @@ def test_conf_file_validates(path):
     if hasattr(cfg, "model"):
         from logah.config.model import resolve_spec
 
-        resolve_spec(cfg.model)  # the preset + overrides form a valid spec
+        spec = resolve_spec(cfg.model)  # the preset + overrides form a valid spec
+        if getattr(cfg, "grow", None) is not None and cfg.grow.schedule:
+            from logah.grow.schedule import resolve_schedule
+
+            stages = resolve_schedule(spec, cfg.grow, cfg.trainer.max_steps)  # grows, in order
+            assert [s.step for s in stages] == sorted({s.step for s in stages})

@@ -120,3 +120,90 @@ def load_plan(path: str | os.PathLike) -> GrowPlan:
         steps.append(step_from_dict(s, f"--plan {p}: steps[{i}]"))
     plan.steps = steps
     return plan
+
+
+# ---- growth schedules inside one training run (``logah finetune``, key ``grow``) --------------
+SCHEDULE_METHODS = ("expand", "hyperclone", "stack")  # only "expand" is function-preserving
+OPTIMIZER_STATE = ("carry", "reset")
+
+
+@dataclass
+class GrowStage:
+    """One scheduled growth: at optimizer step ``step`` the model becomes ``to`` (a preset name,
+    ``key=value,...`` dims, or a mapping of dims) or runs the explicit ``steps``.
+
+    ``method``: ``expand`` (Gesmundo & Maile's exact expansions), or the non-function-preserving
+    baselines ``hyperclone`` / ``stack`` (marked as such in the run's growth history).
+    """
+
+    step: int = 0
+    to: Any = None
+    steps: Optional[list[GrowStep]] = None
+    method: str = field(default="expand", metadata={"choices": SCHEDULE_METHODS})
+
+
+@dataclass
+class GrowScheduleConfig:
+    """``grow.*`` of ``logah finetune``: grow the model in place during training.
+
+    Attributes:
+        schedule: stages in increasing ``step`` order (empty: no growth).
+        optimizer_state: ``carry`` moves AdamW/SGD state with each parameter (old entries kept,
+            new entries 0, whole new tensors start fresh); ``reset`` starts a new optimizer state.
+            The learning-rate schedule continues either way.
+        seed: stage i draws its free entries from seed ``seed + 100 * i`` (+ the step index).
+        init: how free entries are drawn (:class:`GrowInit`).
+        check_loss: evaluate the growth step's batch before and after growing (two extra forward
+            passes per stage) and record both losses in the history (``grow/loss_before`` /
+            ``grow/loss_after`` in TensorBoard).
+    """
+
+    schedule: list[GrowStage] = field(default_factory=list)
+    optimizer_state: str = field(default="carry", metadata={"choices": OPTIMIZER_STATE})
+    seed: int = 0
+    init: GrowInit = field(default_factory=GrowInit)
+    check_loss: bool = True
+
+
+def stage_where(i: int, stage: GrowStage) -> str:
+    return f"grow.schedule[{i}] (step {stage.step})"
+
+
+def check_schedule(cfg: GrowScheduleConfig, max_steps: int) -> None:
+    """Structural checks (torch-free): steps strictly increasing inside ``(0, max_steps)``, exactly
+    one of ``to`` / ``steps`` per stage, a well-formed ``to``. Dim checks (a stage that would
+    shrink the model) are :func:`logah.grow.schedule.resolve_schedule`'s.
+
+    Raises:
+        ConfigError: one line naming the stage.
+    """
+    prev = None
+    for i, st in enumerate(cfg.schedule):
+        where = stage_where(i, st)
+        if st.step < 1:
+            raise ConfigError(f"{where}: step must be >= 1 (grow a model before training by "
+                              "growing its init: logah grow, then init=weights:DIR)")
+        if prev is not None and st.step <= prev:
+            word = "repeats" if st.step == prev else "comes before"
+            raise ConfigError(f"{where}: {word} the previous stage's step {prev}; stages must "
+                              "have strictly increasing steps")
+        if max_steps > 0 and st.step >= max_steps:
+            raise ConfigError(f"{where}: at or after trainer.max_steps={max_steps}, so it would "
+                              "never run")
+        if (st.to is None) == (st.steps is None):
+            raise ConfigError(f"{where}: give exactly one of 'to' (preset, dims) or 'steps' "
+                              "(explicit expansions)")
+        if st.steps is not None and st.method != "expand":
+            raise ConfigError(f"{where}: explicit 'steps' are expansions; method={st.method} "
+                              "takes 'to'")
+        if st.to is not None and not isinstance(st.to, (str, dict)):
+            raise ConfigError(f"{where}.to: expected a preset name, 'key=value,...' dims or a "
+                              f"mapping of dims, got {st.to!r}")
+        prev = st.step
+
+
+def target_string(to: Any) -> str:
+    """A stage's ``to`` as ``--to`` text: a mapping of dims becomes ``key=value,...``."""
+    if isinstance(to, dict):
+        return ",".join(f"{k}={v}" for k, v in to.items())
+    return str(to)

@@ -8,6 +8,7 @@ from typing import Optional
 from logah.config.arch import ArchDataConfig
 from logah.config.data import DataConfig
 from logah.config.ghn import GHNConfig
+from logah.config.grow import GrowScheduleConfig
 from logah.config.model import ModelConfig
 from logah.config.train import OptimConfig, TrainerConfig
 
@@ -35,6 +36,7 @@ class FinetuneConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    grow: GrowScheduleConfig = field(default_factory=GrowScheduleConfig)  # growth during training
 
 
 @dataclass

@@ -22,6 +22,8 @@ from logah.config.errors import ConfigError
 from logah.config.model import resolve_spec
 from logah.config.runs import FinetuneConfig
 from logah.config.specs import ModelSpec
+from logah.grow.schedule import resolve_schedule
+from logah.lit.growth import GrowthCallback, checkpoint_spec
 from logah.lit.init import build_target, model_config_for, parse_init, resolve_init_spec
 from logah.lit.optim import check_optim_config
 from logah.lit.rundir import check_resume_fits, check_run, is_rank_zero, run_dir, start_run
@@ -120,12 +122,17 @@ def finetune(
 
         datamodule = build_datamodule(cfg.data, spec, seed=cfg.seed)
     check_data(datamodule, spec, cfg.data.name)
+    stages = resolve_schedule(spec, cfg.grow, cfg.trainer.max_steps)
     resume = check_run(folder, cfg)
-    # A resumed run takes its weights from the checkpoint, so the init file is not read again.
-    model = build_target(spec, init, seed=cfg.seed, load_weights=resume is None)
+    # A resumed run takes its weights from the checkpoint, so the init file is not read again; a
+    # run that grew resumes with the spec its checkpoint recorded.
+    run_spec = (checkpoint_spec(resume.path) or spec) if resume is not None else spec
+    model = build_target(run_spec, init, seed=cfg.seed, load_weights=resume is None)
     module = module_for(model, cfg.optim, cfg.label_smoothing)
     if resume is not None:
         check_resume_fits(resume.path, module)  # before the trainer: one line, nothing written
+    if stages:
+        callbacks = [*callbacks, GrowthCallback(stages, cfg.grow)]
     trainer = build_trainer(
         cfg.trainer, folder, resume_step=resume.step if resume else None, callbacks=callbacks,
         **trainer_overrides,
@@ -140,7 +147,8 @@ def finetune(
         from logah.nn.io import save_weights
 
         extra = {"source": f"logah finetune name={cfg.name}", "global_step": trainer.global_step}
-        weights = save_weights(model.state_dict(), spec, folder / WEIGHTS_DIR, extra=extra, hf=False)
+        weights = save_weights(module.model.state_dict(), module.model.spec, folder / WEIGHTS_DIR,
+                               extra=extra, hf=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    return FinetuneResult(folder, spec, trainer.global_step, resume.step if resume else None,
-                          metrics, weights)
+    return FinetuneResult(folder, module.model.spec, trainer.global_step,
+                          resume.step if resume else None, metrics, weights)
