@@ -1,35 +1,13 @@
-"""The safe readers themselves: strict JSON, file kinds named from their bytes, checkpoints that
-hold only tensors and plain data (the CLI-level matrix is tests/cli/test_bad_files.py)."""
+"""Checkpoints hold only tensors and plain data, or are refused (the CLI-level matrix of every
+reader x bad file is tests/cli/test_bad_files.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from logah.nn.readers import WeightsError, describe, read_checkpoint, read_json
-
-
-@pytest.mark.parametrize("text,msg", [
-    ('{"a": 1, "a": 2}', "duplicate key 'a'"),
-    ('{"a": NaN}', "NaN is not valid JSON"),
-    ("[1, 2]", "holds a list, expected a JSON object"),
-    ('{"a": [1, 2', "truncated: line 1"),
-])
-def test_json_is_parsed_strictly(tmp_path, text, msg):
-    (tmp_path / "x.json").write_text(text)
-    with pytest.raises(WeightsError) as e:
-        read_json(tmp_path / "x.json")
-    assert str(e.value).startswith(f"{tmp_path / 'x.json'}: cannot read JSON (") and msg in str(e.value)
-
-
-def test_kinds_are_named_from_the_first_bytes():
-    assert describe(b"", 0) == "an empty file"
-    assert describe(b"\x89PNG\r\n\x1a\n", 100) == "a PNG image"
-    assert describe(b"\x80\x02}q\x00", 100) == "a pickle"
-    assert describe(b'{"spec": {}}', 12) == "JSON text"
-    assert describe("caf\u00e9 au lait\n".encode()[:4], 100) == "a text file"  # cut mid-character
-    assert describe(b"\x00\x01\x02\xff", 4) == "binary data of an unknown kind"
-    assert describe(b"\x10\x00\x00\x00\x00\x00\x00\x00{", 100) == "a safetensors file"
+from logah.config.files import UnreadableFileError
+from logah.nn.readers import WeightsError, read_checkpoint
 
 
 def test_a_checkpoint_comes_back_as_plain_data_or_not_at_all(tmp_path):
@@ -39,5 +17,5 @@ def test_a_checkpoint_comes_back_as_plain_data_or_not_at_all(tmp_path):
     torch.save([torch.ones(1)], tmp_path / "list.ckpt")
     with pytest.raises(WeightsError, match=r"list\.ckpt: cannot read checkpoint \(it holds a list"):
         read_checkpoint(tmp_path / "list.ckpt")
-    with pytest.raises(WeightsError, match=r"nope\.ckpt: cannot open"):
+    with pytest.raises(UnreadableFileError, match=r"nope\.ckpt: cannot open"):
         read_checkpoint(tmp_path / "nope.ckpt")

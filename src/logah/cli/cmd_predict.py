@@ -1,7 +1,8 @@
-"""``logah predict --ghn GHN --arch PRESET --out DIR [model.key=value ...]``: predict weights.
+"""``logah predict --ghn GHN --arch ARCH --out DIR [model.key=value ...]``: predict weights.
 
-``--ghn`` takes ``random:<preset>`` (a seeded random GHN, for smoke tests and benchmarks), a GHN
+``--ghn`` takes ``pretrained:NAME`` (a GHN shipped with the package), ``random:<preset>`` (a seeded random GHN, for smoke tests and benchmarks), a GHN
 directory written by ``logah.ghn.io.save_ghn`` or a ``logah train-ghn`` checkpoint (``.ckpt``).
+``--arch`` is a preset or a Hugging Face ``config.json`` / model directory (only its config is read).
 The output is a weights directory (``model.safetensors`` + ``logah.json``, the layout of
 ``logah.nn.io``) plus ``hf/`` (a Hugging Face directory) when the dims are standard. Tensors are
 predicted, written and freed one at a time, so peak memory stays near one tensor plus the GHN.
@@ -27,9 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict a model's parameters with a graph hypernetwork",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--ghn", required=True, metavar="GHN",
-                   help="random:<preset> (e.g. random:logah-t), a GHN directory or a .ckpt")
-    p.add_argument("--arch", required=True, metavar="PRESET",
-                   help="target preset (see `logah models`); model.* overrides apply")
+                   help="pretrained:NAME (shipped with logah), random:<preset> (e.g. "
+                        "random:logah-t), a GHN directory or a .ckpt")
+    p.add_argument("--arch", required=True, metavar="ARCH",
+                   help="target preset (see `logah models`), or a Hugging Face config.json / model "
+                        "directory (GPT-2, ViT); model.* overrides apply")
     p.add_argument("--out", required=True, metavar="DIR", help="output weights directory")
     p.add_argument("--dtype", default="float32", choices=DTYPES,
                    help="dtype of the written weights")

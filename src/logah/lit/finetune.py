@@ -23,6 +23,7 @@ from logah.config.model import resolve_spec
 from logah.config.runs import FinetuneConfig
 from logah.config.specs import ModelSpec
 from logah.grow.schedule import resolve_schedule
+from logah.lit.flops import FlopsCounter
 from logah.lit.growth import GrowthCallback, checkpoint_spec
 from logah.lit.init import build_target, model_config_for, parse_init, resolve_init_spec
 from logah.lit.optim import check_optim_config
@@ -131,6 +132,7 @@ def finetune(
     module = module_for(model, cfg.optim, cfg.label_smoothing)
     if resume is not None:
         check_resume_fits(resume.path, module)  # before the trainer: one line, nothing written
+    callbacks = [*callbacks, FlopsCounter()]  # perf/flops: cumulative training FLOPs
     if stages:
         callbacks = [*callbacks, GrowthCallback(stages, cfg.grow)]
     trainer = build_trainer(

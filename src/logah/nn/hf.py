@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
-from logah.config.errors import LogahError
+from logah.config.hf_spec import HF_CONFIG_FILE, HFConversionError, spec_from_hf_config
 from logah.config.specs import ModelSpec
 from logah.nn.build import param_shapes
 from logah.nn.readers import (
@@ -38,20 +38,14 @@ from logah.nn.readers import (
 )
 from logah.utils.fs import atomic_path
 
-HF_CONFIG_FILE = "config.json"
 HF_WEIGHTS_FILE = "model.safetensors"
 HF_BIN_FILE = "pytorch_model.bin"
-_GPT2_ACTS = ("gelu_new", "gelu_pytorch_tanh")  # both are the tanh-approximate GELU we use
 _GPT2_EOT = 50256  # <|endoftext|> in the GPT-2 BPE vocabulary
 # Tensors HF checkpoints may carry that are not parameters of the model (old GPT-2 causal-mask
 # buffers) or that ViTForImageClassification itself ignores (ViTModel's pooler).
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", "pooler.dense.weight", "pooler.dense.bias")
 
 State = dict[str, torch.Tensor]
-
-
-class HFConversionError(LogahError):
-    """A spec or state dict cannot be converted to/from Hugging Face without loss."""
 
 
 def _transformers() -> Any:
@@ -113,51 +107,6 @@ def hf_config(spec: ModelSpec) -> Any:
     cls = tf.GPT2Config if d.pop("model_type") == "gpt2" else tf.ViTConfig
     d.pop("dtype")
     return cls(**d)
-
-
-def spec_from_hf_config(cfg: Any) -> ModelSpec:
-    """A :class:`ModelSpec` from an HF config object or ``config.json`` dict (GPT-2 or ViT)."""
-    d = cfg if isinstance(cfg, dict) else cfg.to_dict()
-    kind = d.get("model_type")
-    if kind == "gpt2":
-        act = d.get("activation_function", "gelu_new")
-        if act not in _GPT2_ACTS or not d.get("scale_attn_weights", True) or d.get(
-            "scale_attn_by_inverse_layer_idx", False
-        ):
-            raise HFConversionError(
-                f"HF GPT-2 config: activation_function={act!r} / attention scaling not supported "
-                f"(need one of {_GPT2_ACTS}, scale_attn_weights=True, no inverse-layer scaling)"
-            )
-        D, H = d.get("n_embd", 768), d.get("n_head", 12)
-        return ModelSpec(
-            "gpt2", d.get("n_layer", 12), D, H, D // H, D // H, d.get("n_inner") or 4 * D,
-            ln_eps=d.get("layer_norm_epsilon", 1e-5), vocab_size=d.get("vocab_size", 50257),
-            n_ctx=d.get("n_positions", 1024), tie_embeddings=d.get("tie_word_embeddings", True),
-        )
-    if kind == "vit":
-        if d.get("hidden_act", "gelu") != "gelu" or not d.get("qkv_bias", True):
-            raise HFConversionError(
-                f"HF ViT config: hidden_act={d.get('hidden_act')!r}, qkv_bias={d.get('qkv_bias')} "
-                "not supported (need 'gelu' and qkv_bias=True)"
-            )
-        D, H = d.get("hidden_size", 768), d.get("num_attention_heads", 12)
-        labels = d.get("id2label") or {}
-        return ModelSpec(
-            "vit", d.get("num_hidden_layers", 12), D, H, D // H, D // H,
-            d.get("intermediate_size", 3072), ln_eps=d.get("layer_norm_eps", 1e-12),
-            image_size=_square(d.get("image_size", 224), "image_size"),
-            patch_size=_square(d.get("patch_size", 16), "patch_size"),
-            in_chans=d.get("num_channels", 3), num_classes=d.get("num_labels") or len(labels) or 2,
-        )
-    raise HFConversionError(f"HF config: model_type={kind!r} is not supported (need gpt2 or vit)")
-
-
-def _square(v: Any, name: str) -> int:
-    if isinstance(v, (list, tuple)):
-        if len(set(v)) != 1:
-            raise HFConversionError(f"HF ViT config: {name}={list(v)} is not square")
-        v = v[0]
-    return int(v)
 
 
 # ---- name maps ----------------------------------------------------------------------------------
@@ -301,6 +250,46 @@ def from_hf_state_dict(hf_config_or_dict: Any, hf_state: State) -> tuple[ModelSp
     if extra:
         raise HFConversionError(f"HF state dict has {len(extra)} unexpected tensor(s): {extra[:5]}")
     return spec, state
+
+
+def stream_to_hf(spec: ModelSpec, tensors: Iterable[tuple[str, torch.Tensor]]
+                 ) -> Iterator[tuple[list[str], torch.Tensor]]:
+    """Convert ``(our name, tensor)`` pairs to HF layout as they arrive (any order).
+
+    Yields ``(HF names, tensor)`` per HF tensor as soon as its inputs are all in (GPT-2's fused
+    ``c_attn`` waits for q, k and v), so a caller holds at most a block's tensors. The names are
+    the spellings of that one tensor (on-disk first, then transformers-5 in-memory / prefix-less).
+
+    Raises:
+        HFConversionError: non-standard dims, or ``tensors`` misses or repeats a tensor of ``spec``.
+    """
+    check_hf_exportable(spec)
+    entries = _entries(spec)
+    waiting = {n: i for i, (ours, *_) in enumerate(entries) for n in ours}
+    held: State = {}
+    for name, t in tensors:
+        i = waiting.pop(name, None)
+        if i is None:
+            raise HFConversionError(f"stream_to_hf: unexpected or repeated tensor {name!r}")
+        held[name] = t
+        ours, hf_names, to_hf, _ = entries[i]
+        if all(n in held for n in ours):
+            (out,) = to_hf(*(held.pop(n) for n in ours))
+            yield hf_names, out
+    if waiting:
+        raise HFConversionError(f"stream_to_hf: no tensor {next(iter(waiting))!r}")
+
+
+def hf_param_shapes(spec: ModelSpec, present: set[str] | None = None) -> dict[str, tuple[int, ...]]:
+    """HF parameter name -> shape for ``spec`` (computed on ``meta``). Each tensor takes the first
+    of its spellings found in ``present`` (e.g. a live model's names), else the on-disk one."""
+    shapes = param_shapes(spec)
+    out: dict[str, tuple[int, ...]] = {}
+    for ours, hf_names, to_hf, _ in _entries(spec):
+        (t,) = to_hf(*(torch.empty(shapes[n], device="meta") for n in ours))
+        name = next((n for n in hf_names if present and n in present), hf_names[0])
+        out[name] = tuple(t.shape)
+    return out
 
 
 # ---- directories --------------------------------------------------------------------------------

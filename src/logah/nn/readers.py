@@ -4,18 +4,15 @@
   only, so tensors and plain containers come back and a pickled callable (``os.system``, ``exec``)
   is refused instead of called;
 - safetensors files, single or sharded (``model.safetensors.index.json`` naming shards beside it);
-- JSON (``logah.json``, ``ghn.json``, Hugging Face ``config.json``), parsed strictly: one object,
-  no duplicate keys, no ``NaN``/``Infinity``.
+- JSON through :func:`logah.config.files.read_json` (strict; torch-free, so configs use it too).
 
 Every problem is one :class:`WeightsError` ``"<file>: <what is wrong>"``. What is wrong is found
-from the bytes, so an empty, truncated or foreign file (a PNG, a text file, a safetensors file
-where a checkpoint was expected) is named as such rather than as a parser's complaint.
-"""
+from the bytes (:func:`logah.config.files.describe`), so an empty, truncated or foreign file (a
+PNG, a text file, a safetensors file where a checkpoint was expected) is named as such rather
+than as a parser's complaint."""
 
 from __future__ import annotations
 
-import codecs
-import json
 import os
 import pickle
 import re
@@ -28,56 +25,26 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from logah.config.errors import LogahError
-
-_ZIP_HEAD, _ZIP_END = b"PK\x03\x04", b"PK\x05\x06"
-_MAX_SAFETENSORS_HEADER = 100 << 20  # what the safetensors library itself accepts
-_MAGIC = (  # leading bytes -> what the file is (for "a PNG image, not a checkpoint")
-    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
-    (b"%PDF", "a PDF document"), (b"\x1f\x8b", "a gzip archive"), (_ZIP_HEAD, "a zip archive"),
-    (b"\x7fELF", "an executable"),
+from logah.config.files import (
+    ZIP_HEAD,
+    UnreadableFileError,
+    describe,
+    head_of,
+    not_a,
+    read_json,
+    strict_json,
 )
 
+_ZIP_END = b"PK\x05\x06"
+_MAX_SAFETENSORS_HEADER = 100 << 20  # what the safetensors library itself accepts
 
-EMPTY = "an empty file"
+__all__ = ["WeightsError", "describe", "read_checkpoint", "read_json", "read_safetensors",
+           "read_sharded_safetensors", "iter_safetensors", "check_safetensors"]
 
 
-class WeightsError(LogahError):
+class WeightsError(UnreadableFileError):
     """A weights file, checkpoint or the JSON beside it is missing, unreadable, or does not match
     what it should hold. The message starts with the file."""
-
-
-def _head(path: Path, n: int = 64) -> tuple[bytes, int]:
-    """The first ``n`` bytes and the size; a missing or unreadable file is one error."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(n), os.fstat(f.fileno()).st_size
-    except OSError as e:
-        raise WeightsError(f"{path}: cannot open ({e.strerror or e})") from None
-
-
-def describe(head: bytes, size: int) -> str:
-    """What a file looks like from its first bytes (e.g. ``a PNG image``, ``a text file``)."""
-    if size == 0:
-        return EMPTY
-    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < size:
-        return "a safetensors file"
-    for magic, what in _MAGIC:
-        if head.startswith(magic):
-            return what
-    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return "a pickle"
-    try:  # a multi-byte character cut at the end of `head` is not an error
-        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        return "binary data of an unknown kind"
-    if not all(c.isprintable() or c in "\t\r\n" for c in text):
-        return "binary data of an unknown kind"
-    return "JSON text" if text.lstrip()[:1] in ("{", "[") else "a text file"
-
-
-def _not_a(kind: str, expected: str) -> str:
-    return kind if kind == EMPTY else f"{kind}, not {expected}"
 
 
 # ---- PyTorch checkpoints ------------------------------------------------------------------------
@@ -92,11 +59,11 @@ def read_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str,
             kind of file, not a dict — or ``"<path>: refused ..."`` when unpickling would call code.
     """
     p = Path(path)
-    head, size = _head(p)
-    is_zip = head.startswith(_ZIP_HEAD)
+    head, size = head_of(p)
+    is_zip = head.startswith(ZIP_HEAD)
     is_pickle = describe(head, size) == "a pickle"
     if not (is_zip or is_pickle):
-        kind = _not_a(describe(head, size), "a PyTorch checkpoint")
+        kind = not_a(describe(head, size), "a PyTorch checkpoint")
         raise WeightsError(f"{p}: cannot read checkpoint ({kind})")
     if is_zip and not _zip_is_complete(p, size):
         raise WeightsError(f"{p}: cannot read checkpoint (truncated: the zip archive ends before "
@@ -142,11 +109,11 @@ def check_safetensors(path: str | os.PathLike) -> None:
     byte range, so an empty, truncated or foreign file is named as such.
     """
     p = Path(path)
-    head, size = _head(p, 16)
+    head, size = head_of(p, 16)
     prefix = f"{p}: cannot read safetensors"
     n = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else 0
     if size < 9 or head[8:9] != b"{" or n > _MAX_SAFETENSORS_HEADER:
-        raise WeightsError(f"{prefix} ({_not_a(describe(head, size), 'a safetensors file')})")
+        raise WeightsError(f"{prefix} ({not_a(describe(head, size), 'a safetensors file')})")
     if 8 + n > size:
         raise WeightsError(f"{prefix} (truncated: the header needs {8 + n:,} bytes, the file has "
                            f"{size:,})")
@@ -154,7 +121,7 @@ def check_safetensors(path: str | os.PathLike) -> None:
         f.seek(8)
         raw = f.read(n)
     try:
-        header = _strict_json(raw)
+        header = strict_json(raw)
         end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"),
                   default=0)
     except (ValueError, KeyError, TypeError, IndexError) as e:
@@ -205,43 +172,3 @@ def read_sharded_safetensors(index: str | os.PathLike) -> dict[str, torch.Tensor
     return state
 
 
-# ---- JSON ------------------------------------------------------------------------------------
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    dup = next((k for k in keys if keys.count(k) > 1), None)
-    if dup is not None:
-        raise ValueError(f"duplicate key {dup!r}")
-    return dict(pairs)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _strict_json(raw: bytes) -> dict[str, Any]:
-    doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                     parse_constant=_no_constant)
-    if not isinstance(doc, dict):
-        raise ValueError(f"holds a {type(doc).__name__}, expected a JSON object")
-    return doc
-
-
-def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    """A JSON object, parsed strictly (see the module doc); one error naming the file."""
-    p = Path(path)
-    head, size = _head(p)
-    kind = describe(head, size)
-    if kind not in ("JSON text", "a text file"):
-        raise WeightsError(f"{p}: cannot read JSON ({_not_a(kind, 'JSON text')})")
-    raw = p.read_bytes()
-    try:
-        return _strict_json(raw)
-    except UnicodeDecodeError as e:
-        raise WeightsError(f"{p}: cannot read JSON (not UTF-8 text at byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        what = ("a text file, not JSON text: " if kind == "a text file" else
-                "truncated: " if raw.rstrip()[-1:] not in (b"}", b"]") else "")
-        raise WeightsError(f"{p}: cannot read JSON ({what}line {e.lineno} column {e.colno}: "
-                           f"{e.msg})") from None
-    except ValueError as e:
-        raise WeightsError(f"{p}: cannot read JSON ({e})") from None
