@@ -18,7 +18,7 @@ from logah.ghn.apply import InitFromGHNError
 from logah.ghn.io import load_ghn
 from logah.graph import UnsupportedModuleError, build_graph
 from logah.nn import build_model
-from logah.nn.hf import hf_config_dict
+from logah.nn.hf import hf_config, hf_config_dict
 from logah.nn.io import load_state
 
 GHN = "random:logah-t"
@@ -44,7 +44,7 @@ def _assert_same_bits(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor
         assert torch.equal(got[name].cpu(), t), name  # exact, not close
 
 
-@pytest.mark.parametrize("arch", ["gpt2-tiny", "vit-tiny"])
+@pytest.mark.parametrize("arch", ["gpt2-tiny", "vit-tiny", "llama-tiny"])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_logah_model_equals_logah_predict(tmp_path, ghn, arch, dtype):
     spec = get_preset(arch)
@@ -59,16 +59,14 @@ def test_logah_model_equals_logah_predict(tmp_path, ghn, arch, dtype):
 
 
 def _hf_model(transformers, spec, dtype):
-    cls = (transformers.GPT2LMHeadModel if spec.family == "gpt2"
-           else transformers.ViTForImageClassification)
-    config_cls = transformers.GPT2Config if spec.family == "gpt2" else transformers.ViTConfig
-    d = hf_config_dict(spec)
-    d.pop("model_type"), d.pop("dtype")
-    return cls(config_cls(**d)).to(DTYPES[dtype]), cls
+    cls = getattr(transformers, {"gpt2": "GPT2LMHeadModel", "vit": "ViTForImageClassification",
+                                 "llama": "LlamaForCausalLM"}[spec.family])
+    return cls(hf_config(spec)).to(DTYPES[dtype]), cls
 
 
 @pytest.mark.parametrize("arch,overrides", [
-    ("gpt2-tiny", ()), ("gpt2-tiny", ("model.tie_embeddings=false",)), ("vit-tiny", ())])
+    ("gpt2-tiny", ()), ("gpt2-tiny", ("model.tie_embeddings=false",)), ("vit-tiny", ()),
+    ("llama-tiny", ())])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_hf_model_equals_logah_predict_hf_export(tmp_path, ghn, transformers, arch, overrides,
                                                  dtype):
@@ -78,25 +76,28 @@ def test_hf_model_equals_logah_predict_hf_export(tmp_path, ghn, transformers, ar
     model, cls = _hf_model(transformers, spec, dtype)
     _, report = logah.init_from_ghn(model, ghn)
     assert report.kind == "hf"
-    tied = spec.family == "gpt2" and spec.tie_embeddings
-    assert report.left == ({"lm_head.weight": "tied to transformer.wte.weight (filled with it)"}
-                           if tied else {})
+    emb = {"gpt2": "transformer.wte.weight", "llama": "model.embed_tokens.weight"}.get(spec.family)
+    want_left = {n: "buffer (not a parameter)" for n, _ in model.named_buffers()}  # rotary freqs
+    if spec.family != "vit" and spec.tie_embeddings:
+        want_left["lm_head.weight"] = f"tied to {emb} (filled with it)"
+    assert report.left == want_left
     # What `logah predict` exports to hf/, loaded by transformers itself (its in-memory names).
     want = cls.from_pretrained(_predict(tmp_path, arch, dtype, *overrides) / "hf",
                                dtype=DTYPES[dtype]).state_dict()
     _assert_same_bits(model.state_dict(), want)
 
 
-def test_hf_config_as_arch_predicts_the_same_weights(tmp_path):
+@pytest.mark.parametrize("arch", ["gpt2-tiny", "vit-tiny", "llama-tiny"])
+def test_hf_config_as_arch_predicts_the_same_weights(tmp_path, arch):
     """`logah predict --arch config.json` (or its directory) = the preset it describes."""
-    spec = get_preset("gpt2-tiny")
+    spec = get_preset(arch)
     hf_dir = tmp_path / "hf-target"
     hf_dir.mkdir()
     (hf_dir / "config.json").write_text(json.dumps(hf_config_dict(spec)))
-    want = load_state(_predict(tmp_path, "gpt2-tiny"))
-    for i, arch in enumerate([hf_dir, hf_dir / "config.json"]):
+    want = load_state(_predict(tmp_path, arch))
+    for i, path in enumerate([hf_dir, hf_dir / "config.json"]):
         out = tmp_path / f"from-hf-{i}"
-        assert main(["predict", "--ghn", GHN, "--arch", str(arch), "--out", str(out),
+        assert main(["predict", "--ghn", GHN, "--arch", str(path), "--out", str(out),
                      "--no-progress", "--hf", "no"]) == 0
         _assert_same_bits(load_state(out), want)
 

@@ -25,9 +25,11 @@ class HFConversionError(LogahError):
 
 
 def spec_from_hf_config(cfg: Any) -> ModelSpec:
-    """A :class:`ModelSpec` from an HF config object or ``config.json`` dict (GPT-2 or ViT)."""
+    """A :class:`ModelSpec` from an HF config object or ``config.json`` dict (GPT-2, ViT, Llama)."""
     d = cfg if isinstance(cfg, dict) else cfg.to_dict()
     kind = d.get("model_type")
+    if kind == "llama":
+        return _llama_spec(d)
     if kind == "gpt2":
         act = d.get("activation_function", "gelu_new")
         if act not in _GPT2_ACTS or not d.get("scale_attn_weights", True) or d.get(
@@ -58,7 +60,38 @@ def spec_from_hf_config(cfg: Any) -> ModelSpec:
             patch_size=_square(d.get("patch_size", 16), "patch_size"),
             in_chans=d.get("num_channels", 3), num_classes=d.get("num_labels") or len(labels) or 2,
         )
-    raise HFConversionError(f"HF config: model_type={kind!r} is not supported (need gpt2 or vit)")
+    raise HFConversionError(
+        f"HF config: model_type={kind!r} is not supported (need gpt2, vit or llama)")
+
+
+def _llama_spec(d: dict[str, Any]) -> ModelSpec:
+    """A llama spec from a ``LlamaForCausalLM`` ``config.json`` (transformers 4: ``rope_theta``,
+    5: ``rope_parameters``); only plain rotary, silu and no biases are exact."""
+    rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    unsupported = [
+        f"{k}={d.get(k)!r}" for k, ok in (
+            ("hidden_act", d.get("hidden_act", "silu") == "silu"),
+            ("attention_bias", not d.get("attention_bias", False)),
+            ("mlp_bias", not d.get("mlp_bias", False)),
+            ("pretraining_tp", d.get("pretraining_tp", 1) == 1),
+        ) if not ok
+    ]
+    if kind != "default":
+        unsupported.append(f"rope_type={kind!r}")
+    if unsupported:
+        raise HFConversionError(f"HF Llama config: {', '.join(unsupported)} not supported (need silu, no "
+                    f"biases, plain rotary)")
+    D, H = d.get("hidden_size", 4096), d.get("num_attention_heads", 32)
+    head = d.get("head_dim") or D // H
+    theta = rope.get("rope_theta", d.get("rope_theta", 10000.0))
+    return ModelSpec(
+        "llama", d.get("num_hidden_layers", 32), D, H, head, head,
+        d.get("intermediate_size", 11008), ln_eps=d.get("rms_norm_eps", 1e-6),
+        vocab_size=d.get("vocab_size", 32000), n_ctx=d.get("max_position_embeddings", 2048),
+        tie_embeddings=d.get("tie_word_embeddings", False),
+        n_kv_heads=d.get("num_key_value_heads") or H, rope_base=float(theta),
+    )
 
 
 def _square(v: Any, name: str) -> int:

@@ -20,7 +20,7 @@ class ModelConfig:
     """Which target transformer. Any field left ``None`` keeps the preset's value.
 
     ``arch`` is a preset name or the path of a Hugging Face ``config.json`` (or a model directory
-    holding one; GPT-2 or ViT): its spec is the starting point the overrides apply to.
+    holding one; GPT-2, ViT or Llama): its spec is the starting point the overrides apply to.
 
     Changing ``d_model`` or ``n_heads`` re-ties ``d_qk``/``d_v`` (= d_model / n_heads) and ``d_mlp``
     (= 4 d_model) when the preset had them tied and they are not given explicitly.
@@ -43,6 +43,9 @@ class ModelConfig:
     patch_size: Optional[int] = None
     in_chans: Optional[int] = None
     num_classes: Optional[int] = None
+    n_kv_heads: Optional[int] = None
+    rope_base: Optional[float] = None
+    rope_dims: Optional[list[int]] = None
 
 
 def resolve_spec(cfg: ModelConfig) -> ModelSpec:
@@ -63,7 +66,7 @@ def override_spec(base: ModelSpec, changes: dict) -> ModelSpec:
     n_heads = changes.get("n_heads", base.n_heads)
     if "d_model" in changes or "n_heads" in changes:
         # Each of d_qk / d_v is re-tied on its own unless given explicitly.
-        if base.is_standard and not ("d_qk" in changes and "d_v" in changes):
+        if base.heads_tied and not ("d_qk" in changes and "d_v" in changes):
             if d_model % n_heads:
                 from logah.config.errors import ConfigError
 

@@ -2,8 +2,9 @@
 
 Three kinds of model, one path each (see docs/ghn.md, "Use it on your model"):
 
-* a logah ``GPT2`` / ``ViT``: the graph of its spec, names as they are;
-* a Hugging Face ``GPT2LMHeadModel`` / ``ViTForImageClassification``: its config becomes our
+* a logah ``GPT2`` / ``ViT`` / ``Llama``: the graph of its spec, names as they are;
+* a Hugging Face ``GPT2LMHeadModel`` / ``ViTForImageClassification`` / ``LlamaForCausalLM``: its
+  config becomes our
   spec, our prediction is converted with :func:`logah.nn.hf.stream_to_hf` (GPT-2's Conv1D
   transposes, the fused ``c_attn``), so the result is what ``logah predict`` exports to ``hf/``;
 * any other ``nn.Module`` built from supported layers: :func:`logah.graph.build_graph` of the
@@ -29,10 +30,11 @@ from logah.config.hf_spec import spec_from_hf_config
 from logah.config.specs import ModelSpec
 from logah.ghn.ghn import GHN
 from logah.graph import build_graph, graph_for_spec
-from logah.nn import GPT2, ViT
+from logah.nn import GPT2, Llama, ViT
 
 # HF classes whose every parameter has a logah counterpart (class name -> config model_type).
-HF_CLASSES = {"GPT2LMHeadModel": "gpt2", "ViTForImageClassification": "vit"}
+HF_CLASSES = {"GPT2LMHeadModel": "gpt2", "ViTForImageClassification": "vit",
+              "LlamaForCausalLM": "llama"}
 
 
 class InitFromGHNError(LogahError):
@@ -44,7 +46,7 @@ class InitReport:
     """What :func:`init_from_ghn` did.
 
     Attributes:
-        kind: ``logah`` (our GPT2/ViT), ``hf`` (a Hugging Face model) or ``module`` (your own).
+        kind: ``logah`` (our GPT2/ViT/Llama), ``hf`` (a Hugging Face model) or ``module`` (your own).
         predicted: state-dict names that received a predicted tensor (one per distinct tensor).
         left: state-dict name -> why it was left as it was (buffers, tied aliases).
         seconds: wall time of the whole call (graph, GHN, copies).
@@ -64,7 +66,7 @@ class InitReport:
 
 def model_kind(model: nn.Module) -> tuple[str, ModelSpec | None]:
     """``("logah", spec)``, ``("hf", spec)`` or ``("module", None)``."""
-    if isinstance(model, (GPT2, ViT)):
+    if isinstance(model, (GPT2, ViT, Llama)):
         return "logah", model.spec
     cfg = getattr(model, "config", None)
     expected = HF_CLASSES.get(type(model).__name__)
@@ -79,8 +81,9 @@ def init_from_ghn(model: nn.Module, ghn: GHN | str | os.PathLike, *, seed: int =
     """Fill every parameter of ``model`` in place with ``ghn``'s prediction.
 
     Args:
-        model: a logah ``GPT2``/``ViT``, an HF ``GPT2LMHeadModel``/``ViTForImageClassification``
-            or your own module of supported layers, on any device and in any dtype.
+        model: a logah ``GPT2``/``ViT``/``Llama``, an HF ``GPT2LMHeadModel``/
+            ``ViTForImageClassification``/``LlamaForCausalLM`` or your own module of supported
+            layers, on any device and in any dtype.
         ghn: a :class:`GHN` or anything :func:`logah.ghn.io.load_ghn` reads
             (``pretrained:NAME``, ``random:PRESET``, a GHN directory or checkpoint).
         seed: seed of a ``random:PRESET`` GHN.

@@ -1,8 +1,10 @@
 """Lossless conversion between our canonical state dicts and Hugging Face ``transformers``.
 
-Our GPT-2 maps onto ``GPT2LMHeadModel`` and our ViT onto ``ViTForImageClassification`` whenever
-the dims are standard (``spec.is_standard``: per-head q/k width == v width and
-``n_heads * d_qk == d_model``), which is what those classes can represent.
+Our GPT-2 maps onto ``GPT2LMHeadModel``, our ViT onto ``ViTForImageClassification`` and our Llama
+onto ``LlamaForCausalLM`` (its names and config in :mod:`logah.nn.hf_llama`) whenever the dims are
+standard (``spec.is_standard``: for GPT-2/ViT per-head q/k width == v width and
+``n_heads * d_qk == d_model``; for Llama ``d_qk == d_v`` and standard rotary frequencies), which is
+what those classes can represent.
 
 HF names live only in this module. On disk HF uses the long-standing checkpoint names (what
 ``save_pretrained`` writes in transformers 4 and 5 alike, e.g. ``vit.encoder.layer.{i}.attention.
@@ -27,8 +29,9 @@ import torch
 from safetensors.torch import save_file
 
 from logah.config.hf_spec import HF_CONFIG_FILE, HFConversionError, spec_from_hf_config
-from logah.config.specs import ModelSpec
+from logah.config.specs import CAUSAL_LM, ModelSpec
 from logah.nn.build import param_shapes
+from logah.nn.hf_llama import llama_config_dict, llama_export_problem, llama_names
 from logah.nn.readers import (
     WeightsError,
     read_checkpoint,
@@ -60,6 +63,14 @@ def _transformers() -> Any:
 
 def check_hf_exportable(spec: ModelSpec) -> None:
     """Raise :class:`HFConversionError` naming the dims unless ``spec.is_standard``."""
+    if spec.family == "llama":
+        problem = llama_export_problem(spec)
+        if problem:
+            raise HFConversionError(
+                f"cannot export to Hugging Face LlamaForCausalLM: {problem}; the model still saves "
+                f"exactly with logah.nn.io.save_weights(..., hf=False)"
+            )
+        return
     if not spec.is_standard:
         raise HFConversionError(
             f"cannot export to Hugging Face: non-standard dims d_model={spec.d_model}, "
@@ -73,6 +84,8 @@ def hf_config_dict(spec: ModelSpec, dtype: torch.dtype = torch.float32) -> dict[
     """``config.json`` contents of the HF model equivalent to ``spec`` (needs no transformers)."""
     check_hf_exportable(spec)
     dt = str(dtype).removeprefix("torch.")
+    if spec.family == "llama":
+        return llama_config_dict(spec, dt)
     if spec.family == "gpt2":
         eot = _GPT2_EOT if spec.vocab_size > _GPT2_EOT else None
         return {
@@ -97,15 +110,18 @@ def hf_config_dict(spec: ModelSpec, dtype: torch.dtype = torch.float32) -> dict[
 
 
 def hf_config(spec: ModelSpec) -> Any:
-    """``transformers.GPT2Config`` / ``ViTConfig`` for ``spec`` (needs ``logah[hf]``).
+    """``transformers.GPT2Config`` / ``ViTConfig`` / ``LlamaConfig`` for ``spec`` (``logah[hf]``).
 
     Raises:
         HFConversionError: non-standard dims (naming them), or transformers is not installed.
     """
     d = hf_config_dict(spec)
     tf = _transformers()
-    cls = tf.GPT2Config if d.pop("model_type") == "gpt2" else tf.ViTConfig
+    cls = {"gpt2": tf.GPT2Config, "vit": tf.ViTConfig, "llama": tf.LlamaConfig}[d.pop("model_type")]
     d.pop("dtype")
+    if cls is tf.LlamaConfig:  # transformers 5 reads rope_parameters, 4 reads rope_theta
+        d.pop("rope_theta" if int(tf.__version__.split(".")[0]) >= 5 else "rope_parameters")
+        d.pop("rope_scaling")
     return cls(**d)
 
 
@@ -142,6 +158,8 @@ def _split_qkv_b(b: torch.Tensor) -> list[torch.Tensor]:
 
 
 def _entries(spec: ModelSpec) -> list[Entry]:
+    if spec.family == "llama":
+        return [([ours], [hf], _same, _same) for ours, hf in llama_names(spec)]
     return _gpt2_entries(spec) if spec.family == "gpt2" else _vit_entries(spec)
 
 
@@ -202,6 +220,14 @@ def _vit_entries(spec: ModelSpec) -> list[Entry]:
     return out
 
 
+def hf_renames(spec: ModelSpec) -> dict[str, str] | None:
+    """Our name -> HF name when the conversion only renames tensors (Llama), else ``None`` (GPT-2
+    transposes and fuses, so it needs :func:`to_hf_state_dict`). Lets a streaming writer produce
+    the HF directory in the same pass as our weights."""
+    check_hf_exportable(spec)
+    return dict(llama_names(spec)) if spec.family == "llama" else None
+
+
 # ---- state dicts --------------------------------------------------------------------------------
 def to_hf_state_dict(spec: ModelSpec, state: State) -> State:
     """Our canonical state dict -> HF checkpoint names/layout (what ``save_pretrained`` writes).
@@ -244,7 +270,7 @@ def from_hf_state_dict(hf_config_or_dict: Any, hf_state: State) -> tuple[ModelSp
                     f"HF tensor {name!r}: shape {list(t.shape)} does not fit {n} {list(shapes[n])}"
                 )
             state[n] = t
-    if spec.family == "gpt2" and spec.tie_embeddings:
+    if spec.family in CAUSAL_LM and spec.tie_embeddings:
         left.pop("lm_head.weight", None)  # in-memory HF state dicts list the tied head too
     extra = sorted(n for n in left if not n.endswith(_IGNORED_SUFFIXES))
     if extra:
@@ -295,7 +321,8 @@ def hf_param_shapes(spec: ModelSpec, present: set[str] | None = None) -> dict[st
 # ---- directories --------------------------------------------------------------------------------
 def export_hf(spec: ModelSpec, state: State, out_dir: str | os.PathLike) -> Path:
     """Write ``out_dir/{config.json, model.safetensors}`` atomically, loadable offline with
-    ``GPT2LMHeadModel.from_pretrained(out_dir)`` / ``ViTForImageClassification.from_pretrained``.
+    ``GPT2LMHeadModel.from_pretrained(out_dir)`` / ``ViTForImageClassification`` /
+    ``LlamaForCausalLM``.
 
     Raises:
         HFConversionError: non-standard dims (nothing is written).
@@ -313,8 +340,8 @@ def export_hf(spec: ModelSpec, state: State, out_dir: str | os.PathLike) -> Path
 
 def load_hf_dir(path: str | os.PathLike) -> tuple[ModelSpec, State]:
     """Read an HF model directory (``config.json`` + ``model.safetensors``, sharded safetensors
-    with an index, or ``pytorch_model.bin``) into (our spec, our state dict). Reading is safe
-    (:mod:`logah.nn.readers`): nothing in the files runs."""
+    with an index ``model.safetensors.index.json``, or ``pytorch_model.bin``) into (our spec, our
+    state dict). Reading is safe (:mod:`logah.nn.readers`): nothing in the files runs."""
     p = Path(path)
     config = read_json(p / HF_CONFIG_FILE)
     try:

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 from logah.config.errors import ConfigError
 from logah.config.specs import ModelSpec
-from logah.nn.readers import WeightsError, iter_safetensors, read_json
+from logah.nn.readers import WeightsError, iter_safetensors, read_json, read_sharded_safetensors
 from logah.utils.fs import atomic_path, atomic_write_text
 
 WEIGHTS_FILE = "model.safetensors"
@@ -81,7 +81,8 @@ def read_spec(path: str | os.PathLike) -> ModelSpec | None:
 
 
 def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a ``.safetensors`` file, a logah weights dir or a Hugging Face dir into our names."""
+    """Read a ``.safetensors`` file, a logah weights dir (one file or shards with an index) or a
+    Hugging Face dir into our names."""
     p = Path(path)
     if not p.exists():
         raise WeightsError(f"{p}: no such file or directory")
@@ -90,9 +91,14 @@ def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             from logah.nn.hf import load_hf_dir  # HF names are converted only in logah.nn.hf
 
             return load_hf_dir(p)[1]
-        p = p / WEIGHTS_FILE
-        if not p.is_file():
-            raise WeightsError(f"{p}: no such file (expected {WEIGHTS_FILE} or an HF config.json)")
+        from logah.nn.shards import INDEX_FILE
+
+        if (p / WEIGHTS_FILE).is_file():
+            return dict(iter_safetensors(p / WEIGHTS_FILE))
+        if (p / INDEX_FILE).is_file():
+            return read_sharded_safetensors(p / INDEX_FILE)
+        raise WeightsError(f"{p / WEIGHTS_FILE}: no such file (expected {WEIGHTS_FILE}, "
+                           f"shards with {INDEX_FILE}, or an HF config.json)")
     return dict(iter_safetensors(p))
 
 

@@ -39,7 +39,7 @@ _ZIP_END = b"PK\x05\x06"
 _MAX_SAFETENSORS_HEADER = 100 << 20  # what the safetensors library itself accepts
 
 __all__ = ["WeightsError", "describe", "read_checkpoint", "read_json", "read_safetensors",
-           "read_sharded_safetensors", "iter_safetensors", "check_safetensors"]
+           "read_index", "read_sharded_safetensors", "iter_safetensors", "check_safetensors"]
 
 
 class WeightsError(UnreadableFileError):
@@ -148,27 +148,35 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return dict(iter_safetensors(path))
 
 
-def read_sharded_safetensors(index: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Every tensor of a sharded checkpoint: ``index`` (``*.safetensors.index.json``) maps tensor
-    names to shard files beside it; each listed tensor must be in its shard."""
+def read_index(index: str | os.PathLike) -> dict[str, list[str]]:
+    """Shard file -> tensor names of a safetensors index (``*.safetensors.index.json``), checked:
+    a ``weight_map`` of name -> plain file name beside the index, each file present."""
     index = Path(index)
     weight_map = read_json(index).get("weight_map")
     if not isinstance(weight_map, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
         raise WeightsError(f"{index}: not a safetensors index (no 'weight_map' of name -> file)")
-    state: dict[str, torch.Tensor] = {}
-    for shard in sorted(set(weight_map.values())):
-        path = index.parent / shard
+    shards: dict[str, list[str]] = {}
+    for name, shard in weight_map.items():
+        shards.setdefault(shard, []).append(name)
+    for shard in shards:
         if Path(shard).name != shard or shard in (".", ".."):
             raise WeightsError(f"{index}: shard {shard!r} is not a file name beside the index")
-        if not path.is_file():
-            raise WeightsError(f"{path}: no such file (listed in {index.name})")
-        tensors = read_safetensors(path)
-        missing = [k for k, v in weight_map.items() if v == shard and k not in tensors]
+        if not (index.parent / shard).is_file():
+            raise WeightsError(f"{index.parent / shard}: no such file (listed in {index.name})")
+    return shards
+
+
+def read_sharded_safetensors(index: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Every tensor of a sharded checkpoint (see :func:`read_index`); each tensor the index lists
+    must be in its shard."""
+    index = Path(index)
+    state: dict[str, torch.Tensor] = {}
+    for shard, names in read_index(index).items():
+        tensors = read_safetensors(index.parent / shard)
+        missing = [k for k in names if k not in tensors]
         if missing:
-            raise WeightsError(f"{path}: lacks {len(missing)} tensors that {index.name} lists "
-                               f"for it (first: {missing[0]})")
+            raise WeightsError(f"{index.parent / shard}: lacks {len(missing)} tensors that "
+                               f"{index.name} lists for it (first: {missing[0]})")
         state.update(tensors)
     return state
-
-
