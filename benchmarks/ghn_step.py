@@ -45,7 +45,8 @@ import torch.nn.functional as F
 from logah.config import get_preset
 from logah.config.ghn import GHNConfig
 from logah.config.train import OptimConfig
-from logah.data.arch import GraphCache
+from logah.data.arch import arch_batch
+from logah.graph import GraphCache
 from logah.lit.ghn_module import GHNModule
 from logah.lit.optim import build_optimizer
 from logah.nn import build_model
@@ -59,8 +60,8 @@ optim = OptimConfig(lr=3e-4, weight_decay=1e-2)
 
 module = GHNModule(GHNConfig(preset="logah-t").to_dict(), seed=0)
 ghn_opt = build_optimizer(module.ghn, optim)
-cache = GraphCache(None, 8)
-t = time.perf_counter(); archs = cache.batch([spec], ["bench"]); graph_s = time.perf_counter() - t
+cache = GraphCache(8)
+t = time.perf_counter(); archs = arch_batch(cache, [spec], ["bench"]); graph_s = time.perf_counter() - t
 plain = build_model(spec, seed=0)
 plain_opt = build_optimizer(plain, optim)
 sync = lambda: None

@@ -148,8 +148,12 @@ def test_decode_nd_items_are_decode_nd_split_with_their_norms(shape4) -> None:
     for dec in (LowRankDecoder(hid=16, rank=4, max_width=256), TiledDecoder(16, 6, 2, 10)):
         x, std, scale = torch.randn(3, 16), torch.tensor([0.02, 0.0, 0.0]), torch.ones(3)
         whole = dec.decode_nd(x, shape4, std, scale)
-        items, norms = dec.decode_nd_items(x, shape4, std, scale)
-        assert len(items) == 3 and norms.shape == (3,)
-        for w, item, n in zip(whole, items, norms, strict=True):
+        items, row_sq = dec.decode_nd_items(x, shape4, std, scale)
+        assert len(items) == 3 and row_sq.shape == (3, shape4[0])
+        for w, item, sq in zip(whole, items, row_sq, strict=True):
             torch.testing.assert_close(item, w, rtol=1e-5, atol=1e-7)
-            torch.testing.assert_close(n, w.norm(), rtol=1e-5, atol=1e-7)
+            # per out-channel row: a fused tensor's slices get their own norms from these
+            torch.testing.assert_close(sq, w.pow(2).flatten(1).sum(1), rtol=1e-4, atol=1e-7)
+            torch.testing.assert_close(sq.sum().sqrt(), w.norm(), rtol=1e-5, atol=1e-7)
+        take = dec.prepare_nd(x, shape4, std, scale)  # streaming: a row slice of item 1
+        torch.testing.assert_close(take(1, (2, 5)), whole[1, 2:5], rtol=1e-5, atol=1e-7)

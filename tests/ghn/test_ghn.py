@@ -116,8 +116,11 @@ def test_normalisation_per_family(tiny_graphs) -> None:
     with torch.no_grad():
         gpt, vit = ghn(tiny_graphs)
         gpt_raw, vit_raw = raw(tiny_graphs)
-    # GPT-2 (std): weights std 0.02, residual projections 0.02 / sqrt(2 n_layer), embeddings raw.
-    assert gpt["blocks.0.attn.q.weight"].std().item() == pytest.approx(0.02, rel=1e-3)
+    # GPT-2 (std): weights std 0.02 (a fused q/k/v as one tensor, as the reference's c_attn),
+    # residual projections 0.02 / sqrt(2 n_layer), embeddings raw.
+    qkv = torch.cat([gpt[f"blocks.0.attn.{r}.weight"] for r in "qkv"])
+    assert qkv.std().item() == pytest.approx(0.02, rel=1e-3)
+    assert gpt["blocks.0.mlp.fc.weight"].std().item() == pytest.approx(0.02, rel=1e-3)
     assert gpt["blocks.1.mlp.proj.weight"].std().item() == pytest.approx(0.02 / 2, rel=1e-3)
     torch.testing.assert_close(gpt["wte.weight"], gpt_raw["wte.weight"])
     # ViT (fan-in): w * sqrt(2 / fan_in); pos_embed and cls_token raw.
@@ -162,3 +165,37 @@ def test_norms_returned_for_training_equal_the_tensors_norms_with_the_same_gradi
             assert f is None or not f.any(), name
         else:
             torch.testing.assert_close(f, s, rtol=1e-8, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("arch", ["gpt2-tiny", "vit-tiny"])
+def test_random_ghn_predicts_distinct_q_k_v(arch) -> None:
+    """q, k and v are row slices of one fused prediction, so they differ (issue: they used to be
+    equal to 2e-8); ghn.fused=false (the ablation) reproduces the old identical predictions."""
+    g = graph_for_spec(get_preset(arch))
+    with torch.no_grad():
+        p = GHN(GHNConfig(preset="logah-t"), seed=0)(g)[0]
+        old = GHN(GHNConfig(preset="logah-t", fused=False), seed=0)(g)[0]
+    for i in range(get_preset(arch).n_layer):
+        q, k, v = (p[f"blocks.{i}.attn.{r}.weight"] for r in "qkv")
+        for a, b in ((q, k), (q, v), (k, v)):
+            assert (a - b).abs().max() > 0.1 * a.abs().max()
+        qb, kb = p[f"blocks.{i}.attn.q.bias"], p[f"blocks.{i}.attn.k.bias"]
+        assert not torch.equal(qb, kb)
+        torch.testing.assert_close(old[f"blocks.{i}.attn.q.weight"],
+                                   old[f"blocks.{i}.attn.k.weight"], rtol=0, atol=0)
+
+
+def test_random_ghn_predicts_distinct_llama_projections() -> None:
+    """Llama declares q/k/v and gate/up fused too: k != v, gate != up (GQA: q has more rows)."""
+    spec = get_preset("llama-tiny")
+    g = graph_for_spec(spec)
+    with torch.no_grad():
+        p = GHN(GHNConfig(preset="logah-t"), seed=0)(g)[0]
+    for i in range(spec.n_layer):
+        pre = f"blocks.{i}"
+        for a, b in (("attn.k", "attn.v"), ("mlp.gate", "mlp.fc")):
+            wa, wb = p[f"{pre}.{a}.weight"], p[f"{pre}.{b}.weight"]
+            assert wa.shape == wb.shape and (wa - wb).abs().max() > 0.1 * wa.abs().max()
+        q, k = p[f"{pre}.attn.q.weight"], p[f"{pre}.attn.k.weight"]
+        n = min(len(q), len(k))
+        assert (q[:n] - k[:n]).abs().max() > 0.1 * q.abs().max()

@@ -24,14 +24,14 @@ def test_graph_gpt2_small_writes_a_png(tmp_path, capsys):
     assert 600 <= width <= 3000 and 4000 <= height <= 20000
     assert out.stat().st_size > 50_000
     text = capsys.readouterr().out
-    assert "gpt2-small: 222 nodes, 271 edges" in text and f"wrote {out}" in text
+    assert "gpt2-small: 174 nodes, 199 edges" in text and f"wrote {out}" in text
     assert [p.name for p in tmp_path.iterdir()] == ["g.png"]  # no temporary left behind
 
 
 def test_graph_overrides_cutoff_and_node_list(capsys):
     assert main(["graph", "vit-tiny", "model.n_layer=3", "--cutoff", "2", "--nodes"]) == 0
     text = capsys.readouterr().out
-    assert "vit-tiny: 65 nodes, 78 edges" in text and "(cutoff 2)" in text
+    assert "vit-tiny: 53 nodes, 60 edges" in text and "(cutoff 2)" in text
     assert "cls_token" in text and "blocks.2.mlp.fc.weight" in text
 
 

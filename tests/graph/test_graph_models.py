@@ -11,31 +11,32 @@ import torch
 
 from logah.config import PRESETS, ModelSpec, get_preset
 from logah.graph import PRIMITIVES, TYPE_ID, build_graph, graph_for_spec, meta_model
-from logah.graph.builder import free4, pad4
+from logah.graph.shapes import free4, pad4
 
 # ---- hand-derived counts ----------------------------------------------------------------------
 # One pre-LN block (GPT-2 and ViT share it), x = the residual stream entering the block:
-#   nodes (18): ln_1; q, k, v (conv) + their 3 biases; msa (SDPA, fed by the 3 biases);
-#               proj + bias; sum (x + attn); ln_2; fc + bias; gelu; mlp.proj + bias; sum.
-#   edges (22): x->ln_1; ln_1->q,k,v (3); q->qb, k->kb, v->vb (3); qb,kb,vb->msa (3); msa->proj;
-#               proj->pb; pb->sum, x->sum (2); sum->ln_2; ln_2->fc; fc->fcb; fcb->gelu;
-#               gelu->mproj; mproj->mpb; mpb->sum2, sum->sum2 (2)    = 1+3+3+3+1+1+2+1+1+1+1+1+1+2
+#   nodes (14): ln_1; [q,k,v] (ONE fused conv node, Attention.fused_projections) + its fused bias;
+#               msa (SDPA, fed by the fused bias); proj + bias; sum (x + attn); ln_2; fc + bias;
+#               gelu; mlp.proj + bias; sum.
+#   edges (16): x->ln_1; ln_1->qkv; qkv->qkvb; qkvb->msa; msa->proj; proj->pb; pb->sum,
+#               x->sum (2); sum->ln_2; ln_2->fc; fc->fcb; fcb->gelu; gelu->mproj; mproj->mpb;
+#               mpb->sum2, sum->sum2 (2)               = 1+1+1+1+1+1+2+1+1+1+1+1+1+2
 # GPT-2, tied (every preset): input; wte, wpe (pos_enc, both fed by input: idx and arange(T));
 #   sum(wte, wpe); 12 blocks; ln_f; LM head = a conv node without a tensor of its own, fed by
 #   ln_f and by wte (whose weight it reuses).
-#   nodes = 1 + 2 + 1 + 12*18 + 1 + 1 = 222
-#   edges = input->wte, input->wpe, wte->sum, wpe->sum (4) + 12*22 + x->ln_f, ln_f->head,
-#           wte->head (3) = 271
+#   nodes = 1 + 2 + 1 + 12*14 + 1 + 1 = 174
+#   edges = input->wte, input->wpe, wte->sum, wpe->sum (4) + 12*16 + x->ln_f, ln_f->head,
+#           wte->head (3) = 199
 # ViT-S/16: input; patch_embed conv + bias; cls_token (fed by input); concat(cls, patches);
 #   pos_embed (pos_enc, fed by input); sum(concat, pos_embed); 12 blocks; ln_f; select (x[:, 0]);
 #   head conv + bias.
-#   nodes = 1 + 2 + 1 + 1 + 1 + 1 + 12*18 + 1 + 1 + 2 = 227
+#   nodes = 1 + 2 + 1 + 1 + 1 + 1 + 12*14 + 1 + 1 + 2 = 179
 #   edges = input->conv, conv->bias, input->cls, cls->cat, bias->cat, input->pos, cat->sum,
-#           pos->sum (8) + 12*22 + x->ln_f, ln_f->select, select->head, head->bias (4) = 276
-GPT2_SMALL = dict(nodes=222, edges=271, types={
-    "input": 1, "pos_enc": 2, "sum": 25, "ln": 25, "conv": 73, "bias": 72, "msa": 12, "gelu": 12})
-VIT_SMALL = dict(nodes=227, edges=276, types={
-    "input": 1, "conv": 74, "bias": 74, "cls_token": 1, "concat": 1, "pos_enc": 1, "sum": 25,
+#           pos->sum (8) + 12*16 + x->ln_f, ln_f->select, select->head, head->bias (4) = 204
+GPT2_SMALL = dict(nodes=174, edges=199, types={
+    "input": 1, "pos_enc": 2, "sum": 25, "ln": 25, "conv": 49, "bias": 48, "msa": 12, "gelu": 12})
+VIT_SMALL = dict(nodes=179, edges=204, types={
+    "input": 1, "conv": 50, "bias": 50, "cls_token": 1, "concat": 1, "pos_enc": 1, "sum": 25,
     "ln": 25, "msa": 12, "gelu": 12, "select": 1})
 
 
@@ -52,15 +53,24 @@ def test_counts_equal_hand_derived(arch, want):
 
 
 def test_gpt2_small_block_wiring():
-    """Attention is one msa node fed by exactly the Q, K, V biases; the residual adds are sums."""
+    """Attention is one msa node fed by the fused Q/K/V bias; the residual adds are sums."""
     g = graph_for_spec(get_preset("gpt2-small"))
     idx = {name: i for i, name in enumerate(g.node_names)}
     preds = {v: set() for v in range(g.num_nodes)}
     for u, v in g.edge_index.t().tolist():
         preds[v].add(u)
     msa = [i for i, t in enumerate(g.node_type.tolist()) if t == TYPE_ID["msa"]][0]
-    qkv = {idx[f"blocks.0.attn.{r}.bias"] for r in "qkv"}
-    assert preds[msa] == qkv
+    qkv = idx["blocks.0.attn.[q,k,v]"]
+    assert preds[msa] == {idx["blocks.0.attn.[q,k,v].bias"]}
+    assert preds[idx["blocks.0.attn.[q,k,v].bias"]] == {qkv}
+    assert preds[qkv] == {idx["blocks.0.ln_1"]}
+    assert g.node_shape[qkv].tolist() == [3 * 768, 768, 1, 1]
+    rows = dict(zip(g.param_names, g.param_rows.tolist()))
+    owner = dict(zip(g.param_names, g.param_node_index.tolist()))
+    for j, r in enumerate("qkv"):  # each projection is its row slice of the fused tensor
+        assert owner[f"blocks.0.attn.{r}.weight"] == qkv
+        assert rows[f"blocks.0.attn.{r}.weight"] == rows[f"blocks.0.attn.{r}.bias"] \
+            == [768 * j, 768 * (j + 1)]
     assert preds[idx["blocks.0.attn.proj"]] == {msa}
     assert preds[idx["blocks.0.ln_1"]] == {3}  # the wte + wpe sum
     assert preds[idx["wte"]] == preds[idx["wpe"]] == {0}
@@ -88,14 +98,21 @@ def _check_structure(g, model) -> None:
     # a node needs a tensor iff its shape is non-zero; each such node owns a name
     needs = set(torch.nonzero(g.node_shape.abs().sum(1)).flatten().tolist())
     assert set(g.param_node_index.tolist()) == needs
-    first = {}
-    for name, node in zip(g.param_names, g.param_node_index.tolist()):
-        first.setdefault(node, name)
-    for node, name in first.items():
+    # each parameter is rows [start, stop) of its node's tensor: the node's other dims, and the
+    # slices of one node tile its rows exactly (all of them, or a fused group's stacked slices)
+    slices: dict[int, list] = {}
+    for name, node, (r0, r1) in zip(g.param_names, g.param_node_index.tolist(),
+                                    g.param_rows.tolist()):
         shape = params[name].shape
         want = free4(shape) if PRIMITIVES[g.node_type[node]] in ("pos_enc", "cls_token") \
             and "." not in name else pad4(shape)
-        assert tuple(g.node_shape[node].tolist()) == want, name
+        assert tuple(g.node_shape[node].tolist())[1:] == want[1:], name
+        assert r1 - r0 == want[0], name
+        slices.setdefault(node, []).append((r0, r1))
+    for node, rows in slices.items():
+        total = g.node_shape[node, 0].item()
+        assert rows == [(0, total)] * len(rows) or (
+            [r[0] for r in rows] == [0] + [r[1] for r in rows[:-1]] and rows[-1][1] == total)
 
 
 @pytest.mark.parametrize("arch", sorted(PRESETS))
@@ -106,14 +123,14 @@ def test_every_preset(arch):
     assert g.spec_key == spec.key()
     # counts follow the per-block formula for every depth
     if spec.family == "gpt2":
-        assert (g.num_nodes, g.edge_index.shape[1]) == (18 * spec.n_layer + 6,
-                                                        22 * spec.n_layer + 7)
+        assert (g.num_nodes, g.edge_index.shape[1]) == (14 * spec.n_layer + 6,
+                                                        16 * spec.n_layer + 7)
     elif spec.family == "llama":  # a tied head adds the wte -> head edge
         assert (g.num_nodes, g.edge_index.shape[1]) == (
-            14 * spec.n_layer + 4, 19 * spec.n_layer + 3 + spec.tie_embeddings)
+            11 * spec.n_layer + 4, 14 * spec.n_layer + 3 + spec.tie_embeddings)
     else:
-        assert (g.num_nodes, g.edge_index.shape[1]) == (18 * spec.n_layer + 11,
-                                                        22 * spec.n_layer + 12)
+        assert (g.num_nodes, g.edge_index.shape[1]) == (14 * spec.n_layer + 11,
+                                                        16 * spec.n_layer + 12)
 
 
 def _random_spec(rng: np.random.Generator, family: str) -> ModelSpec:
@@ -142,13 +159,15 @@ def test_sampled_architectures(seed):
         _check_structure(g, model)
         L = spec.n_layer
         untied = family == "gpt2" and not spec.tie_embeddings
-        want_nodes = 18 * L + (6 if family == "gpt2" else 11)
-        want_edges = 22 * L + (12 if family == "vit" else 6 if untied else 7)
+        want_nodes = 14 * L + (6 if family == "gpt2" else 11)
+        want_edges = 16 * L + (12 if family == "vit" else 6 if untied else 7)
         assert (g.num_nodes, g.edge_index.shape[1]) == (want_nodes, want_edges), spec
         idx = {name: i for i, name in enumerate(g.node_names)}
         H = spec.n_heads
-        assert g.node_shape[idx["blocks.0.attn.q"]].tolist() == [H * spec.d_qk, spec.d_model, 1, 1]
-        assert g.node_shape[idx["blocks.0.attn.v"]].tolist() == [H * spec.d_v, spec.d_model, 1, 1]
+        qkv = H * (2 * spec.d_qk + spec.d_v)  # one fused node, rows q | k | v (d_qk != d_v)
+        assert g.node_shape[idx["blocks.0.attn.[q,k,v]"]].tolist() == [qkv, spec.d_model, 1, 1]
+        rows = dict(zip(g.param_names, g.param_rows.tolist()))
+        assert rows["blocks.0.attn.v.weight"] == [2 * H * spec.d_qk, qkv]
         assert g.node_shape[idx["blocks.0.mlp.fc"]].tolist() == [spec.d_mlp, spec.d_model, 1, 1]
 
 
@@ -174,5 +193,5 @@ def test_gpt2_large_allocates_no_parameter_memory():
     g = build_graph(model)
     grown = psutil.Process().memory_info().rss - rss
     assert all(p.is_meta for p in model.parameters())
-    assert g.num_nodes == 18 * 36 + 6
+    assert g.num_nodes == 14 * 36 + 6
     assert grown < 300 * 2**20, f"graph build grew RSS by {grown / 2**20:.0f} MiB"

@@ -65,7 +65,7 @@ GHN_PRESETS: dict[str, dict[str, Any]] = {
 _COMMON: dict[str, Any] = dict(
     rank=32, max_width=2048 * 16, factor_layout="view", max_shape=64, max_kernel=16,
     num_classes=1000, crop="centre", layernorm=True, norm="auto", norm_std=0.02,
-    norm_embeddings=False, scale_residual=True, n_types=None,
+    norm_embeddings=False, scale_residual=True, n_types=None, fused=True,
 )
 
 
@@ -91,6 +91,9 @@ class GHNConfig:
         norm_embeddings: also normalise embeddings (the reference leaves them raw).
         scale_residual: ``std`` mode scales GPT-2 residual projections by 1/sqrt(2 n_layer).
         n_types: rows of the node-type table (``None``: ``len(logah.graph.PRIMITIVES)``).
+        fused: predict a fused node's tensor once and slice it into its parameters (q/k/v rows
+            differ). ``false`` is the ablation that decodes every slice on its own from the one
+            node embedding, reproducing the old identical Q = K = V.
     """
 
     preset: str = field(default="logah-t", metadata=choices(*GHN_PRESETS))
@@ -112,6 +115,7 @@ class GHNConfig:
     norm_embeddings: Optional[bool] = None
     scale_residual: Optional[bool] = None
     n_types: Optional[int] = None
+    fused: Optional[bool] = None
 
     def resolved(self) -> GHNConfig:
         """A copy with every ``None`` filled from the preset (``n_types`` may stay ``None``).

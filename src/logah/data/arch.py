@@ -22,7 +22,6 @@ pickled graphs; graphs are rebuilt from specs and cached per process.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Optional
@@ -35,8 +34,8 @@ from torch.utils.data import DataLoader, IterableDataset
 from logah.config.arch import ArchDataConfig, validate_archs
 from logah.config.specs import ModelSpec
 from logah.data.errors import DataFormatError
-from logah.graph import batch_graphs, graph_for_spec
 from logah.data.space import ArchSpace, draw_heldout, draw_online, draw_train, num_params
+from logah.graph import GraphCache, batch_graphs
 from logah.utils.fs import atomic_write_text
 
 ARCHS_FILE = "archs.json"
@@ -67,28 +66,10 @@ class ArchBatch:
                          self.kinds, self.num_params)
 
 
-class GraphCache:
-    """Graphs by spec key, least-recently-used eviction beyond ``capacity`` (online sampling)."""
-
-    def __init__(self, cutoff: Optional[int], capacity: int) -> None:
-        self.cutoff, self.capacity = cutoff, max(int(capacity), 1)
-        self._graphs: OrderedDict[str, Any] = OrderedDict()
-
-    def __call__(self, spec: ModelSpec) -> Any:
-        key = spec.key()
-        graph = self._graphs.get(key)
-        if graph is None:
-            kw = {} if self.cutoff is None else {"cutoff": self.cutoff}
-            graph = self._graphs[key] = graph_for_spec(spec, **kw)
-            while len(self._graphs) > self.capacity:
-                self._graphs.popitem(last=False)
-        else:
-            self._graphs.move_to_end(key)
-        return graph
-
-    def batch(self, specs: list[ModelSpec], kinds: list[str]) -> ArchBatch:
-        graphs = batch_graphs([self(s) for s in specs])
-        return ArchBatch(list(specs), graphs, list(kinds), [num_params(s) for s in specs])
+def arch_batch(cache: GraphCache, specs: list[ModelSpec], kinds: list[str]) -> ArchBatch:
+    """The :class:`ArchBatch` of ``specs`` with graphs from ``cache``."""
+    graphs = batch_graphs([cache(s) for s in specs])
+    return ArchBatch(list(specs), graphs, list(kinds), [num_params(s) for s in specs])
 
 
 def size_edges(space: ArchSpace) -> tuple[int, int]:
@@ -149,7 +130,7 @@ class ArchStream(IterableDataset):
     def batch_at(self, index: int) -> ArchBatch:
         specs = self.specs_at(index)
         kinds = [size_bucket(num_params(s), self.edges) for s in specs]
-        return self.cache.batch(specs, kinds)
+        return arch_batch(self.cache, specs, kinds)
 
     def __iter__(self) -> Iterator[ArchBatch]:
         index = int(self.start())
@@ -208,7 +189,7 @@ class ArchitectureDataModule(L.LightningDataModule):
             self._check_loaded()
         else:
             self.train_specs, self.heldout, self.heldout_kinds = self._draw()
-        self.cache = GraphCache(cutoff, cfg.graph_cache)
+        self.cache = GraphCache(cfg.graph_cache, cutoff)
         self.stream: Optional[ArchStream] = None
         self._heldout_batch: Optional[ArchBatch] = None
 
@@ -285,7 +266,7 @@ class ArchitectureDataModule(L.LightningDataModule):
     def heldout_batch(self) -> ArchBatch:
         """All held-out architectures in one :class:`ArchBatch` (kinds = held-out kinds)."""
         if self._heldout_batch is None:
-            self._heldout_batch = self.cache.batch(self.heldout, self.heldout_kinds)
+            self._heldout_batch = arch_batch(self.cache, self.heldout, self.heldout_kinds)
         return self._heldout_batch
 
     def train_dataloader(self) -> CombinedLoader:

@@ -9,8 +9,9 @@ shape, so prediction batches every node of a shape into one call:
   ``scale[j]`` otherwise (fan-in or no normalisation).
 * ``decode_1d(x (g, hid), c, classifier)`` -> (g, 2, c) raw: row 0 feeds a norm weight, row 1 a
   bias (the reference's convention; the caller applies the 1-D nonlinearities).
-* ``decode_nd_items(...)`` -> ``decode_nd``'s g tensors as a list plus their Frobenius norms (g,),
-  for training (the low-rank decoder gets the norms from r x r Gram matrices, never from W).
+* ``decode_nd_items(...)`` -> ``decode_nd``'s g tensors as a list plus the squared norms of their
+  out-channel rows (g, co), for the training regulariser (a fused tensor's slices each get their
+  own norm; the low-rank decoder gets them from r x r Gram matrices, never from W).
 * ``prepare_rows(...)`` -> ``rows(j, r0, r1)``: rows ``r0:r1`` of item j of a 2-D request, so a
   tensor larger than memory (a 128256 x 4096 embedding is 2.1 GB in float32) is produced in row
   blocks. Low-rank: ``A[r0:r1] B`` (tiled: rows of the tiled block, scaled by the tiled tensor's
@@ -99,17 +100,22 @@ class _DecoderBase:
 
     def prepare_nd(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
                    std_target: torch.Tensor, scale: torch.Tensor,
-                   classifier: bool = False) -> Callable[[int], torch.Tensor]:
-        """A function ``take(j)`` -> item j of ``decode_nd(x, ...)`` (one item at a time)."""
-        return lambda j: self.decode_nd(x[j:j + 1], shape4, std_target[j:j + 1],
-                                        scale[j:j + 1], classifier)[0]
+                   classifier: bool = False) -> Callable[..., torch.Tensor]:
+        """A function ``take(j, rows=None)`` -> item j of ``decode_nd(x, ...)`` (one item at a
+        time), or only its out-channel rows ``[start, stop)`` (a slice of a fused tensor)."""
+        def take(j: int, rows: tuple[int, int] | None = None) -> torch.Tensor:
+            w = self.decode_nd(x[j:j + 1], shape4, std_target[j:j + 1], scale[j:j + 1],
+                               classifier)[0]
+            return w if rows is None else w[rows[0]:rows[1]]
+        return take
 
     def decode_nd_items(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
                         std_target: torch.Tensor, scale: torch.Tensor,
                         classifier: bool = False) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """``decode_nd`` as g tensors (co, ci, kh, kw) plus their Frobenius norms (g,)."""
+        """``decode_nd`` as g tensors (co, ci, kh, kw) plus the squared norm of each tensor's
+        out-channel rows (g, co): a slice's Frobenius norm is the root of its rows' sum."""
         w = self.decode_nd(x, shape4, std_target, scale, classifier)
-        return list(w.unbind(0)), w.flatten(1).norm(dim=1)
+        return list(w.unbind(0)), w.pow(2).flatten(2).sum(2)
 
     _tile_level = logging.WARNING
 
@@ -209,24 +215,30 @@ class LowRankDecoder(_DecoderBase, nn.Module):
                         std_target: torch.Tensor, scale: torch.Tensor,
                         classifier: bool = False) -> tuple[list[torch.Tensor], torch.Tensor]:
         """One product per item, so each item's gradient flows back into its own (m, r) and
-        (r, n) factors (no full-size stack of the group's gradients), and the norms come from
-        the r x r Gram matrices (no full-size pass, forward or backward)."""
+        (r, n) factors (no full-size stack of the group's gradients), and the row norms come
+        from r x r Gram matrices (no full-size pass, forward or backward)."""
         factors = self._scaled_factors(x, shape4, std_target, scale)
         if factors is None:  # tiled
             return super().decode_nd_items(x, shape4, std_target, scale, classifier)
-        a, b, norm = factors
-        return [_to_4d(aj @ bj, shape4) for aj, bj in zip(a.unbind(0), b.unbind(0))], norm
+        a, b = factors
+        return ([_to_4d(aj @ bj, shape4) for aj, bj in zip(a.unbind(0), b.unbind(0))],
+                lowrank_row_sq(a, b).view(a.shape[0], shape4[0], -1).sum(2).to(a.dtype))
 
     def prepare_nd(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
                    std_target: torch.Tensor, scale: torch.Tensor,
-                   classifier: bool = False) -> Callable[[int], torch.Tensor]:
+                   classifier: bool = False) -> Callable[..., torch.Tensor]:
         """Streaming: the small per-item work (seeds, factors, std) for the whole group at once;
-        ``take(j)`` then does item j's one full-size product."""
+        ``take(j, rows)`` then does item j's one full-size product (only those rows' part)."""
         factors = self._scaled_factors(x, shape4, std_target, scale)
         if factors is None:
             return super().prepare_nd(x, shape4, std_target, scale, classifier)
-        a, b, _ = factors
-        return lambda j: _to_4d(torch.matmul(a[j], b[j]), shape4)
+        a, b = factors
+        _, ci, kh, kw = shape4
+
+        def take(j: int, rows: tuple[int, int] | None = None) -> torch.Tensor:
+            r0, r1 = rows if rows is not None else (0, shape4[0])
+            return _to_4d(torch.matmul(a[j, r0 * kh:r1 * kh], b[j]), (r1 - r0, ci, kh, kw))
+        return take
 
     def prepare_rows(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
                      std_target: torch.Tensor, scale: torch.Tensor, classifier: bool = False
@@ -237,7 +249,7 @@ class LowRankDecoder(_DecoderBase, nn.Module):
             return super().prepare_rows(x, shape4, std_target, scale, classifier)
         factors = self._scaled_factors(x, shape4, std_target, scale)
         if factors is not None:
-            a, b, _ = factors
+            a, b = factors
             return lambda j, r0, r1: torch.matmul(a[j, r0:r1], b[j])
         bm, bn = min(co, self.K), min(ci, self.K)
         self._warn((co, ci), (bm, bn))
@@ -259,21 +271,17 @@ class LowRankDecoder(_DecoderBase, nn.Module):
 
     def _scaled_factors(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
                         std_target: torch.Tensor, scale: torch.Tensor
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """(A * multiplier, B, ||A B||_F after scaling) for the group, or None when the shape
-        needs tiling."""
+                        ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(A * multiplier, B) for the group, or None when the shape needs tiling."""
         co, ci, kh, kw = shape4
         m, n = co * kh, ci * kw  # rows = out channels x kernel, cols = in channels x kernel
         if not self.capacity(m, n):
             return None
         a, b = self.factors(self.seeds(x), m, n)
         total, sq = lowrank_moments(a, b)
-        mult = _std_scale(_moments_std(total, sq, m * n), std_target, scale)  # (g,)
-        # ||(c A) B||_F = |c| sqrt(sum W^2); the clamp keeps the gradient finite at W = 0.
-        norm = (mult.double().abs() * sq.clamp(min=1e-300).sqrt()).to(a.dtype)
-        mult = mult[:, None, None]
+        mult = _std_scale(_moments_std(total, sq, m * n), std_target, scale)[:, None, None]
         # In place when nothing needs A for a backward pass (streaming prediction).
-        return (a * mult if torch.is_grad_enabled() else a.mul_(mult)), b, norm
+        return (a * mult if torch.is_grad_enabled() else a.mul_(mult)), b
 
     def decode_1d(self, x: torch.Tensor, c: int, classifier: bool = False) -> torch.Tensor:
         s = self.seeds(x)
@@ -297,6 +305,13 @@ def lowrank_moments(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, tor
     total = (a64.sum(1) * b64.sum(2)).sum(1)  # (g,)
     sq = (a64.transpose(1, 2) @ a64 * (b64 @ b64.transpose(1, 2))).sum((1, 2))
     return total, sq
+
+
+def lowrank_row_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared norm of each row of W = A B without forming W: a (g, m, r), b (g, r, n) -> (g, m)
+    float64, ``sum_k (A G)_ik A_ik`` with G = B B^T (r x r)."""
+    a64, b64 = a.double(), b.double()
+    return ((a64 @ (b64 @ b64.transpose(1, 2))) * a64).sum(2).clamp(min=0)
 
 
 def _moments_std(total: torch.Tensor, sq: torch.Tensor, numel: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +30,7 @@ from logah.ghn.decoder import LowRankDecoder, TiledDecoder
 from logah.ghn.embed import NodeEmbedding
 from logah.ghn.gatedgnn import GatedGNN
 from logah.ghn.graphormer import Graphormer
-from logah.ghn.normalize import Rule, apply_1d, family_of, rule_for, shape4
+from logah.ghn.normalize import Rule, apply_1d, family_of, rule_for
 from logah.graph import PRIMITIVES, batch_graphs
 
 
@@ -40,7 +40,12 @@ class GHNInputError(LogahError):
 
 @dataclass(frozen=True)
 class Item:
-    """One tensor to predict: owner node (index in the batch), true shape and how to make it."""
+    """One tensor to predict: the node whose tensor it is a slice of, and how to make it.
+
+    ``unit`` identifies the predicted tensor (its node, or with ``ghn.fused=false`` the parameter
+    itself); ``unit_shape`` is that tensor's 4-D shape (the graph's ``node_shape``) and ``rows``
+    the out-channel rows [start, stop) that are this parameter (all of them unless fused).
+    """
 
     graph: int
     name: str
@@ -48,13 +53,24 @@ class Item:
     node: int
     rule: Rule
     classifier: bool
+    unit_shape: tuple[int, int, int, int] = (0, 0, 0, 0)
+    rows: tuple[int, int] = (0, 0)
+    unit: Hashable = None
 
     @property
     def key(self) -> tuple:
-        """Tensors with equal keys are decoded in one batched call."""
+        """Units with equal keys are decoded in one batched call."""
         if len(self.shape) == 1:
-            return ("1d", self.shape[0], self.classifier)
-        return ("nd", shape4(self.shape), self.classifier)
+            return ("1d", self.unit_shape[0], self.classifier)
+        return ("nd", self.unit_shape, self.classifier)
+
+
+def units_of(items: Sequence[Item]) -> dict[tuple, dict[Hashable, list[Item]]]:
+    """key -> unit -> the items sliced from it (insertion order)."""
+    groups: dict[tuple, dict[Hashable, list[Item]]] = {}
+    for it in items:
+        groups.setdefault(it.key, {}).setdefault(it.unit, []).append(it)
+    return groups
 
 
 BIG = 1 << 20  # tensors at least this large use every intra-op thread for their product
@@ -150,45 +166,57 @@ class GHN(nn.Module):
                 f"({self.config.n_types} rows); build the GHN with a larger ghn.n_types")
         ptr = batch.ptr.tolist()
         owners = batch.param_node_index.tolist()
+        node_shape = batch.node_shape.tolist()
+        rows = batch.param_rows.tolist()
         plans, k = [], 0
         for gi, (names, shapes, key) in enumerate(
                 zip(batch.param_names, batch.param_shapes, batch.spec_key, strict=True)):
             family, n_layer = family_of(key)
             last = ptr[gi + 1] - 1  # the graph's last node
             nodes = owners[k:k + len(names)]
-            k += len(names)
             cls_w = {n for n, s in zip(nodes, shapes) if n >= last - 1 and len(s) > 1
                      and PRIMITIVES[node_type[n]] == "conv"}
             items = []
-            for name, shape, node in zip(names, shapes, nodes, strict=True):
+            for j, (name, shape, node) in enumerate(zip(names, shapes, nodes, strict=True)):
                 shape = tuple(int(d) for d in shape)
                 owner = PRIMITIVES[node_type[node]]
                 if len(shape) > 4 or len(shape) == 0:
                     raise GHNInputError(f"{name}: cannot predict a tensor of shape {list(shape)}")
                 classifier = node in cls_w or (len(shape) == 1 and node == last
                                                and owner == "bias" and last - 1 in cls_w)
-                rule = rule_for(self.config, name, shape, owner, family, n_layer)
-                items.append(Item(gi, name, shape, node, rule, classifier))
+                unit4, r, unit = tuple(node_shape[node]), tuple(rows[k + j]), node
+                if not self.config.fused and r != (0, unit4[0]):  # ablation: slice = own tensor
+                    unit4, r, unit = (r[1] - r[0], *unit4[1:]), (0, r[1] - r[0]), (node, name)
+                rule = rule_for(self.config, name, shape, unit4, owner, family, n_layer)
+                items.append(Item(gi, name, shape, node, rule, classifier, unit4, r, unit))
+            k += len(names)
             plans.append(items)
         return plans
 
-    def _decode(self, x: torch.Tensor, key: tuple, items: Sequence[Item]
-                ) -> tuple[list[torch.Tensor], torch.Tensor | list[torch.Tensor]]:
-        """Decode one group of equal-key items; x (g, hid) are their nodes' embeddings.
+    def _decode(self, x: torch.Tensor, key: tuple, units: Sequence[list[Item]]
+                ) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Decode one group of equal-key units; x (g, hid) are their nodes' embeddings.
 
-        Returns the g tensors and their Frobenius norms (a (g,) tensor or g scalars).
+        Returns, per unit, (tensor, Frobenius norm) for each of its items (its row slice).
         """
         kind, size, classifier = key
+        out = []
         if kind == "1d":
             v = self.decoder.decode_1d(x, size, classifier)  # (g, 2, c)
             # unbind, not v[j]: one backward node for the group instead of g zero-filled copies
-            out = [apply_1d(vj[None], it.rule)[0]
-                   for vj, it in zip(v.unbind(0), items, strict=True)]
-            return out, [t.norm() for t in out]
-        std = x.new_tensor([it.rule.std_target for it in items])
-        scale = x.new_tensor([it.rule.scale for it in items])
-        ws, norm = self.decoder.decode_nd_items(x, size, std, scale, classifier)  # g x 4-D, (g,)
-        return [wj.reshape(it.shape) for wj, it in zip(ws, items, strict=True)], norm
+            for vj, items in zip(v.unbind(0), units, strict=True):
+                ts = [apply_1d(vj[None], it.rule)[0, it.rows[0]:it.rows[1]] for it in items]
+                out.append([(t, t.norm()) for t in ts])
+            return out
+        # a unit is normalised as one tensor (a fused q/k/v as the reference's c_attn)
+        std = x.new_tensor([items[0].rule.std_target for items in units])
+        scale = x.new_tensor([items[0].rule.scale for items in units])
+        ws, row_sq = self.decoder.decode_nd_items(x, size, std, scale, classifier)  # g x 4-D
+        for w, sq, items in zip(ws, row_sq.unbind(0), units, strict=True):
+            out.append([(w[it.rows[0]:it.rows[1]].reshape(it.shape),
+                         sq[it.rows[0]:it.rows[1]].sum().clamp(min=1e-30).sqrt())
+                        for it in items])
+        return out
 
     def _no_autocast(self):
         # Decoders run in float32 even under mixed precision (as the reference does).
@@ -215,21 +243,16 @@ class GHN(nn.Module):
         batch = as_batch(graphs)
         plans = self.plan(batch)
         h = self.node_embeddings(batch.to(self.device))
-        groups: dict[tuple, list[Item]] = {}
-        for items in plans:
-            for it in items:
-                groups.setdefault(it.key, []).append(it)
         out: list[dict[str, torch.Tensor]] = [{} for _ in plans]
         fro: list[dict[str, torch.Tensor]] = [{} for _ in plans]
         with self._no_autocast():
             h = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h
-            for key, items in groups.items():
-                x = h[torch.tensor([it.node for it in items], device=h.device)]
-                tensors, group_norms = self._decode(x, key, items)
-                if isinstance(group_norms, torch.Tensor):
-                    group_norms = group_norms.unbind(0)
-                for it, t, n in zip(items, tensors, group_norms, strict=True):
-                    out[it.graph][it.name], fro[it.graph][it.name] = t, n
+            for key, units in units_of([it for items in plans for it in items]).items():
+                groups = list(units.values())
+                x = h[torch.tensor([items[0].node for items in groups], device=h.device)]
+                for items, results in zip(groups, self._decode(x, key, groups), strict=True):
+                    for it, (t, n) in zip(items, results, strict=True):
+                        out[it.graph][it.name], fro[it.graph][it.name] = t, n
         params = [{it.name: d[it.name] for it in items} for d, items in zip(out, plans, strict=True)]
         if not norms:
             return params
@@ -255,10 +278,8 @@ class GHN(nn.Module):
             batch = as_batch(graph)
             (items,) = self.plan(batch)
             h = self.node_embeddings(batch.to(self.device))
-        groups: dict[tuple, list[Item]] = {}
-        for it in items:
-            groups.setdefault(it.key, []).append(it)
-        ready: dict[tuple, tuple[dict[str, int], Callable[[int], torch.Tensor]]] = {}
+        groups = units_of(items)
+        ready: dict[tuple, tuple[dict[Hashable, int], Callable[..., torch.Tensor]]] = {}
         for it in items:
             if chunk_numel and len(it.shape) == 2 and math.prod(it.shape) > chunk_numel:
                 yield from self._predict_rows(h, it, groups[it.key], chunk_numel)
@@ -266,10 +287,10 @@ class GHN(nn.Module):
             with self._no_autocast():
                 if it.key not in ready:
                     with small():
-                        ready[it.key] = self._prepare(h, it.key, groups[it.key])
+                        ready[it.key] = self._prepare(h, it.key, list(groups[it.key].values()))
                 index, take = ready[it.key]
                 with small() if math.prod(it.shape) < BIG else contextlib.nullcontext():
-                    tensor = take(index[it.name])
+                    tensor = take(index[it.unit], it)
             yield it.name, tensor
 
     def _predict_rows(self, h: torch.Tensor, it: Item, group: Sequence[Item],
@@ -280,20 +301,21 @@ class GHN(nn.Module):
             std = x.new_tensor([it.rule.std_target])
             scale = x.new_tensor([it.rule.scale])
             rows = self.decoder.prepare_rows(x, it.key[1], std, scale, it.classifier)
-            step = max(1, chunk_numel // it.shape[1])
+            step, start = max(1, chunk_numel // it.shape[1]), it.rows[0]  # a fused unit's slice
             for r0 in range(0, it.shape[0], step):
                 r1 = min(r0 + step, it.shape[0])
-                yield it.name, rows(0, r0, r1)
+                yield it.name, rows(0, start + r0, start + r1)
 
-    def _prepare(self, h: torch.Tensor, key: tuple, items: Sequence[Item]
-                 ) -> tuple[dict[str, int], Callable[[int], torch.Tensor]]:
+    def _prepare(self, h: torch.Tensor, key: tuple, units: Sequence[list[Item]]
+                 ) -> tuple[dict[Hashable, int], Callable[..., torch.Tensor]]:
+        """Per-shape small work; returns unit -> index and ``take(index, item)`` -> its tensor."""
         kind, size, classifier = key
-        x = h[torch.tensor([it.node for it in items], device=h.device)]
-        index = {it.name: j for j, it in enumerate(items)}
+        x = h[torch.tensor([items[0].node for items in units], device=h.device)]
+        index = {items[0].unit: j for j, items in enumerate(units)}
         if kind == "1d":
             v = self.decoder.decode_1d(x, size, classifier)  # (g, 2, c), tiny
-            return index, lambda j: apply_1d(v[j:j + 1], items[j].rule)[0]
-        std = x.new_tensor([it.rule.std_target for it in items])
-        scale = x.new_tensor([it.rule.scale for it in items])
+            return index, lambda j, it: apply_1d(v[j:j + 1], it.rule)[0, it.rows[0]:it.rows[1]]
+        std = x.new_tensor([items[0].rule.std_target for items in units])
+        scale = x.new_tensor([items[0].rule.scale for items in units])
         take = self.decoder.prepare_nd(x, size, std, scale, classifier)
-        return index, lambda j: take(j).reshape(items[j].shape)
+        return index, lambda j, it: take(j, it.rows).reshape(it.shape)

@@ -58,21 +58,11 @@ def mode_for(cfg: GHNConfig, family: str | None) -> str:
     return "std" if family == "gpt2" else "fan_in"
 
 
-def shape4(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-    """A tensor shape as the decoder's (out, in, kh, kw), as in the graph's ``node_shape``:
-    (o, i) -> (o, i, 1, 1); (1, T, D) -> (T, D, 1, 1); other 3-D (a, b, c) -> (a, b, c, 1)."""
-    if len(shape) == 2:
-        return shape[0], shape[1], 1, 1
-    if len(shape) == 3:
-        return (shape[1], shape[2], 1, 1) if shape[0] == 1 else (shape[0], shape[1], shape[2], 1)
-    if len(shape) == 4:
-        return tuple(shape)  # type: ignore[return-value]
-    raise ValueError(f"cannot predict a {len(shape)}-D tensor of shape {list(shape)}")
-
-
-def rule_for(cfg: GHNConfig, name: str, shape: tuple[int, ...], owner_type: str,
-             family: str | None, n_layer: int) -> Rule:
-    """The normalisation rule of parameter ``name`` (owned by a node of type ``owner_type``)."""
+def rule_for(cfg: GHNConfig, name: str, shape: tuple[int, ...],
+             shape4: tuple[int, int, int, int], owner_type: str, family: str | None,
+             n_layer: int) -> Rule:
+    """The normalisation rule of parameter ``name`` (true ``shape``), a slice of the tensor of
+    4-D shape ``shape4`` predicted for a node of type ``owner_type``."""
     mode = mode_for(cfg, family)
     if len(shape) == 1:
         row = 1 if name.endswith("bias") else 0
@@ -87,7 +77,7 @@ def rule_for(cfg: GHNConfig, name: str, shape: tuple[int, ...], owner_type: str,
         if cfg.scale_residual and family == "gpt2" and name.endswith(RESIDUAL_SUFFIXES):
             std /= math.sqrt(2 * max(n_layer, 1))
         return Rule(std_target=std)
-    _, ci, kh, kw = shape4(shape)
+    _, ci, kh, kw = shape4
     beta = 1.0 if len(shape) == 4 and (ci == 1 or kh < kw) else 2.0
     return Rule(scale=math.sqrt(beta / (ci * kh * kw)))
 

@@ -7,9 +7,11 @@ returns an :class:`ArchGraph`; ``graph_for_spec(spec)`` does so for a ``ModelSpe
 
 from logah.graph.distances import capped_distances, input_distances, virtual_edges
 from logah.graph.errors import UnsupportedModuleError
+from logah.graph.fused import fused_groups, register_fused
 from logah.graph.graph import (
     DEFAULT_VE_CUTOFF,
     ArchGraph,
+    GraphCache,
     batch_graphs,
     build_graph,
     clear_cache,
@@ -24,7 +26,10 @@ __all__ = [
     "PRIMITIVES",
     "TYPE_ID",
     "ArchGraph",
+    "GraphCache",
     "UnsupportedModuleError",
+    "fused_groups",
+    "register_fused",
     "batch_graphs",
     "build_graph",
     "capped_distances",

@@ -18,10 +18,13 @@ import torch.fx as fx
 from torch import nn
 
 from logah.graph.errors import UnsupportedModuleError, describe
+from logah.graph.fused import group_of
 from logah.graph.primitives import (
-    ADD_OPS, CAT_OPS, FACTORIES, FUNCTION_TYPES, MATMUL_OPS, MODULE_TYPES, MUL_OPS,
-    PARAM_FUNCTIONS, PARAM_VIEW_OPS, SEQ_OPS, TENSOR_ATTRS, TRANSPARENT_MODULES, VALUE_METHODS,
+    ADD_OPS, CAT_OPS, FACTORIES, FUNCTION_TYPES, MATMUL_OPS, MODULE_TYPES, MUL_OPS, PARAM_FUNCTIONS,
+    PARAM_VIEW_OPS, SEQ_OPS, TENSOR_ATTRS, TRANSPARENT_MODULES, VALUE_METHODS, conv_kind,
+    conv_type,
 )
+from logah.graph.shapes import free4, pad4
 
 _NORMS = {nn.LayerNorm: "ln", nn.BatchNorm1d: "bn", nn.BatchNorm2d: "bn", nn.RMSNorm: "rmsnorm"}
 _VALUE = object()  # a non-tensor value (shape, size, dtype, None, ...)
@@ -61,18 +64,13 @@ class Node:
     shape: tuple[int, int, int, int] = (0, 0, 0, 0)
 
 
-def pad4(shape: torch.Size | tuple[int, ...]) -> tuple[int, int, int, int]:
-    """A module weight's shape as (out, in, kh, kw): (C,) -> (C,1,1,1), (o,i) -> (o,i,1,1)."""
-    s = tuple(int(d) for d in shape)
-    return (s + (1, 1, 1, 1))[:4]
+@dataclass
+class _Fused:
+    """A fused group being traced: its output node, the input it reads, members called so far."""
 
-
-def free4(shape: torch.Size | tuple[int, ...]) -> tuple[int, int, int, int]:
-    """A free parameter's shape without leading singleton dims: (1, T, D) -> (T, D, 1, 1)."""
-    s = [int(d) for d in shape]
-    while len(s) > 2 and s[0] == 1:
-        s.pop(0)
-    return pad4(s)
+    out: int
+    src: frozenset[int]
+    called: set[str]
 
 
 def _union(vals) -> frozenset[int]:
@@ -83,13 +81,6 @@ def _is_token_select(index) -> bool:
     """``x[:, i]`` / ``x[:, i, :]``: picks one position of the sequence (class-token readout)."""
     return (isinstance(index, tuple) and len(index) >= 2 and index[0] == slice(None)
             and any(isinstance(i, int) and not isinstance(i, bool) for i in index[1:]))
-
-
-def _conv_type(groups: int, dilation) -> str:
-    if groups == 1:
-        return "conv"
-    dil = dilation if isinstance(dilation, tuple | list) else (dilation,)
-    return "dil_conv" if any(d > 1 for d in dil) else "sep_conv"
 
 
 class Builder:
@@ -103,6 +94,8 @@ class Builder:
         self.owner: dict[int, int] = {}
         self.vals: dict[fx.Node, object] = {}
         self.seen: dict[str, int] = {}  # node name -> times used, to keep names unique
+        self.rows: dict[int, tuple[int, int]] = {}  # id(param) -> rows of its node's tensor
+        self.fused: dict[tuple[str, tuple[str, ...]], _Fused] = {}
 
     # ---- helpers ------------------------------------------------------------------------------
     def new(self, type_: str, name: str, preds) -> int:
@@ -115,16 +108,44 @@ class Builder:
 
     def claim(self, i: int, param: nn.Parameter, shape4: tuple[int, int, int, int]) -> None:
         """Node ``i`` owns ``param``; if another node already does (tied weights), link them."""
-        owner = self.owner.get(id(param))
-        if owner is not None:
-            if owner != i:
-                self.nodes[i].preds.add(owner)
+        self.claim_rows(i, [param], shape4)
+
+    def claim_rows(self, i: int, params: list[nn.Parameter],
+                   shape4: tuple[int, int, int, int]) -> None:
+        """Node ``i`` owns ``params`` stacked along dim 0 (a fused group; one param: all rows).
+
+        ``shape4`` is the first parameter's 4-D shape; the node's is (sum of rows, in, kh, kw).
+        Parameters already owned elsewhere (tied weights, a module called again) link instead.
+        """
+        owned = [p for p in params if id(p) in self.owner]
+        for p in owned:
+            if self.owner[id(p)] != i:
+                self.nodes[i].preds.add(self.owner[id(p)])
+        if owned:
             return
-        self.owner[id(param)] = i
         node = self.nodes[i]
-        node.params.append(self.names[id(param)])
         if not any(node.shape):
-            node.shape = shape4
+            total = sum(int(p.shape[0]) for p in params) if len(params) > 1 else shape4[0]
+            node.shape = (total, *shape4[1:])
+        start = 0
+        for p in params:
+            n = int(p.shape[0]) if len(params) > 1 else node.shape[0]
+            self.rows[id(p)] = (start, start + n)
+            self.owner[id(p)] = i
+            node.params.append(self.names[id(p)])
+            start += n
+
+    def weight_and_bias(self, kind: str, name: str, src, weights: list[nn.Parameter],
+                        biases: list[nn.Parameter], bias_name: str | None = None) -> int:
+        """The one Linear/Conv rule: a ``kind`` node owning ``weights`` (stacked rows when fused),
+        then a ``bias`` node owning ``biases`` after it; returns the last node."""
+        i = self.new(kind, name, src)
+        self.claim_rows(i, weights, pad4(weights[0].shape))
+        if biases:
+            j = self.new("bias", bias_name or f"{name}.bias", {i})
+            self.claim_rows(j, biases, pad4(biases[0].shape))
+            i = j
+        return i
 
     def module_at(self, n: fx.Node) -> tuple[str, nn.Module]:
         stack = n.meta.get("nn_module_stack") or {}
@@ -274,13 +295,9 @@ class Builder:
         if prim == "conv" and params:
             groups = n.kwargs.get("groups", n.args[6] if len(n.args) > 6 else 1)
             dil = n.kwargs.get("dilation", n.args[5] if len(n.args) > 5 else 1)
-            i = self.new(_conv_type(groups, dil) if isinstance(groups, int) else "conv", name,
-                         _union(tens))
-            self.claim(i, params[0].param, pad4(params[0].param.shape))
-            for p in params[1:]:
-                i_bias = self.new("bias", f"{name}:bias", {i})
-                self.claim(i_bias, p.param, pad4(p.param.shape))
-                i = i_bias
+            kind = conv_type(groups, dil) if isinstance(groups, int) else "conv"
+            i = self.weight_and_bias(kind, name, _union(tens), [params[0].param],
+                                     [p.param for p in params[1:2]], f"{name}:bias")
             return _T(frozenset({i}))
         i = self.new(prim, name, _union(tens))
         for p in params:
@@ -296,14 +313,12 @@ class Builder:
         if type(m) in MODULE_TYPES:
             return _T(frozenset({self.new(MODULE_TYPES[type(m)], path, src)}))
         if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d):
-            conv = isinstance(m, nn.Conv1d | nn.Conv2d)
-            kind = _conv_type(m.groups, m.dilation) if conv else "conv"
-            i = self.new(kind, path, src)
-            self.claim(i, m.weight, pad4(m.weight.shape))
-            if m.bias is not None:
-                i_bias = self.new("bias", f"{path}.bias", {i})
-                self.claim(i_bias, m.bias, pad4(m.bias.shape))
-                i = i_bias
+            parent, _, child = path.rpartition(".")
+            group = group_of(self.modules[parent], child)
+            if group is not None:
+                return self.fused_call(path, src, parent, group)
+            i = self.weight_and_bias(conv_kind(m), path, src, [m.weight],
+                                     [m.bias] if m.bias is not None else [])
             return _T(frozenset({i}))
         if type(m) in _NORMS or isinstance(m, nn.Embedding):
             i = self.new(_NORMS.get(type(m), "pos_enc"), path, src)
@@ -317,10 +332,11 @@ class Builder:
         path = n.target
         names = ("query", "key", "value")
         qkv = [n.args[j] if j < len(n.args) else n.kwargs.get(names[j]) for j in range(3)]
+        bias = [m.in_proj_bias] if m.in_proj_bias is not None else []
         if m._qkv_same_embed_dim:
-            i = self.new("conv", f"{path}.in_proj", _union(_T(self.src(a)) for a in qkv))
-            self.claim(i, m.in_proj_weight, pad4(m.in_proj_weight.shape))
-            last = {i}
+            last = {self.weight_and_bias("conv", f"{path}.in_proj",
+                                         _union(_T(self.src(a)) for a in qkv), [m.in_proj_weight],
+                                         bias, f"{path}.in_proj_bias")}
         else:
             last = set()
             for r, a in zip("qkv", qkv):
@@ -328,10 +344,10 @@ class Builder:
                 i = self.new("conv", f"{path}.{r}_proj", self.src(a))
                 self.claim(i, w, pad4(w.shape))
                 last.add(i)
-        if m.in_proj_bias is not None:
-            i = self.new("bias", f"{path}.in_proj_bias", last)
-            self.claim(i, m.in_proj_bias, pad4(m.in_proj_bias.shape))
-            last = {i}
+            if bias:
+                i = self.new("bias", f"{path}.in_proj_bias", last)
+                self.claim(i, bias[0], pad4(bias[0].shape))
+                last = {i}
         extras = set()
         for extra in ("bias_k", "bias_v"):  # learned extra key / value rows, beside the projection
             p = getattr(m, extra)
@@ -342,10 +358,43 @@ class Builder:
         last = last | extras
         i = self.new("msa", f"{path}:msa", last)
         out = m.out_proj
-        i = self.new("conv", f"{path}.out_proj", {i})
-        self.claim(i, out.weight, pad4(out.weight.shape))
-        if out.bias is not None:
-            i_bias = self.new("bias", f"{path}.out_proj.bias", {i})
-            self.claim(i_bias, out.bias, pad4(out.bias.shape))
-            i = i_bias
+        i = self.weight_and_bias("conv", f"{path}.out_proj", {i}, [out.weight],
+                                 [out.bias] if out.bias is not None else [])
         return _Seq(frozenset({i}))
+
+    def fused_call(self, path: str, src: frozenset[int], parent: str,
+                   group: tuple[str, ...]) -> _T:
+        """A member of a declared fused group (see :mod:`logah.graph.fused`): the group's first
+        call creates one node for all members' weights (and one for their biases); the other
+        members, called on the same input, read that node's output. A member called twice
+        starts a new round (a module called again reuses its parameters)."""
+        child = path.rpartition(".")[2]
+        state = self.fused.get((parent, group))
+        if state is None or child in state.called:
+            mods = [self.modules.get(f"{parent}.{c}" if parent else c) for c in group]
+            self._check_fused(path, group, mods)
+            name = f"{parent}.[{','.join(group)}]" if parent else f"[{','.join(group)}]"
+            biases = [m.bias for m in mods if m.bias is not None]
+            out = self.weight_and_bias(conv_kind(mods[0]), name, src, [m.weight for m in mods], biases)
+            state = self.fused[(parent, group)] = _Fused(out, src, set())
+        elif src != state.src:
+            raise UnsupportedModuleError(
+                f"{describe(path, self.modules[path])}: declared in the fused group "
+                f"{list(group)} of '{parent}', but it reads a different input than the group's "
+                "first member (fused projections must read the same input in parallel)")
+        state.called.add(child)
+        return _T(frozenset({state.out}))
+
+    def _check_fused(self, path: str, group: tuple[str, ...], mods: list) -> None:
+        """Members: same layer type and kind, same input features / kernel, biases all or none."""
+        first = mods[0]
+        bad = next((c for c, m in zip(group, mods) if type(m) is not type(first)
+                    or not isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d)
+                    or pad4(m.weight.shape)[1:] != pad4(first.weight.shape)[1:]
+                    or conv_kind(m) != conv_kind(first) or (m.bias is None) != (first.bias is None)),
+                   None)
+        if bad is not None:
+            raise UnsupportedModuleError(
+                f"{describe(path, self.modules[path])}: fused group {list(group)}: member "
+                f"'{bad}' is not a layer of the same type, input size, kernel and bias as "
+                f"'{group[0]}'")

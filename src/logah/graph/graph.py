@@ -37,6 +37,8 @@ class ArchGraph(Data):
         input_dist: int64 (N,), shortest-path distance from node 0 (not capped by the cutoff).
         param_names: every parameter name (``named_parameters()`` order), each exactly once.
         param_node_index: int64 (P,), the node owning each name (offset by PyG when batched).
+        param_rows: int64 (P, 2), the rows [start, stop) of the owner's tensor (``node_shape``
+            dim 0) that are this parameter: all of them, or its slice of a fused group.
         param_shapes: the true shape of each parameter.
         node_names: a readable name per node (module path, parameter name or ``path:op``).
         cutoff: the virtual-edge cutoff; spec_key: ``ModelSpec.key()`` or ``''``.
@@ -73,8 +75,8 @@ def build_graph(model: nn.Module, cutoff: int = DEFAULT_VE_CUTOFF,
         UnsupportedModuleError: naming the module path and type that cannot be represented.
     """
     cutoff = check_cutoff(cutoff)
-    nodes, owner, _ = trace_nodes(model)
-    names, node_of, shapes = [], [], []
+    nodes, owner, rows = trace_nodes(model)
+    names, node_of, shapes, param_rows = [], [], [], []
     for name, p in model.named_parameters():
         if id(p) not in owner:
             path = name.rpartition(".")[0]
@@ -85,6 +87,7 @@ def build_graph(model: nn.Module, cutoff: int = DEFAULT_VE_CUTOFF,
         names.append(name)
         node_of.append(owner[id(p)])
         shapes.append(tuple(p.shape))
+        param_rows.append(rows[id(p)])
     n = len(nodes)
     edges = sorted((u, v) for v, node in enumerate(nodes) for u in node.preds)
     edge_index = np.array(edges, dtype=np.int64).reshape(-1, 2).T  # (2, E)
@@ -100,6 +103,7 @@ def build_graph(model: nn.Module, cutoff: int = DEFAULT_VE_CUTOFF,
         input_dist=torch.from_numpy(input_distances(edge_index, n)),
         param_names=names,
         param_node_index=torch.tensor(node_of, dtype=torch.long),
+        param_rows=torch.tensor(param_rows, dtype=torch.long).reshape(-1, 2),
         param_shapes=shapes,
         node_names=[x.name for x in nodes],
         cutoff=cutoff,
@@ -115,8 +119,43 @@ def meta_model(spec: ModelSpec) -> nn.Module:
     return build_model(spec, device="meta")
 
 
-_cache: OrderedDict[tuple[str, int], ArchGraph] = OrderedDict()
-_lock = threading.Lock()
+class GraphCache:
+    """Graphs of specs, built on meta, keyed by ``(spec.key(), cutoff)``; least-recently-used
+    eviction beyond ``capacity``; thread-safe. The one graph cache: :func:`graph_for_spec` uses a
+    shared instance, an architecture DataModule its own (``archs.graph_cache`` graphs).
+
+    ``cache(spec)`` returns the cached graph itself (treat it as read-only).
+    """
+
+    def __init__(self, capacity: int = CACHE_SIZE, cutoff: int | None = None) -> None:
+        self.capacity = max(int(capacity), 1)
+        self.cutoff = check_cutoff(DEFAULT_VE_CUTOFF if cutoff is None else cutoff)
+        self._graphs: OrderedDict[tuple[str, int], ArchGraph] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, spec: ModelSpec, cutoff: int | None = None) -> ArchGraph:
+        key = (spec.key(), self.cutoff if cutoff is None else check_cutoff(cutoff))
+        with self._lock:
+            graph = self._graphs.get(key)
+            if graph is not None:
+                self._graphs.move_to_end(key)
+                return graph
+        graph = build_graph(meta_model(spec), key[1], spec)
+        with self._lock:
+            graph = self._graphs.setdefault(key, graph)
+            while len(self._graphs) > self.capacity:
+                self._graphs.popitem(last=False)
+        return graph
+
+    def __len__(self) -> int:
+        return len(self._graphs)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._graphs.clear()
+
+
+_shared = GraphCache(CACHE_SIZE)
 
 
 def graph_for_spec(spec: ModelSpec, cutoff: int = DEFAULT_VE_CUTOFF) -> ArchGraph:
@@ -125,24 +164,12 @@ def graph_for_spec(spec: ModelSpec, cutoff: int = DEFAULT_VE_CUTOFF) -> ArchGrap
     Returns a fresh ``Data`` object each call (tensors shared with the cache: treat them as
     read-only; ``.to(device)`` and batching make copies).
     """
-    key = (spec.key(), check_cutoff(cutoff))
-    with _lock:
-        graph = _cache.get(key)
-        if graph is not None:
-            _cache.move_to_end(key)
-    if graph is None:
-        graph = build_graph(meta_model(spec), cutoff, spec)
-        with _lock:
-            _cache[key] = graph
-            while len(_cache) > CACHE_SIZE:
-                _cache.popitem(last=False)
-    return graph.__copy__()
+    return _shared(spec, cutoff).__copy__()
 
 
 def clear_cache() -> None:
-    """Forget every cached graph."""
-    with _lock:
-        _cache.clear()
+    """Forget every graph of the shared :func:`graph_for_spec` cache."""
+    _shared.clear()
 
 
 def batch_graphs(graphs: list[ArchGraph]) -> Batch:

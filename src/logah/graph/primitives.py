@@ -134,3 +134,17 @@ PARAM_VIEW_OPS = {"expand", "expand_as", "view", "reshape", "t", "transpose", "p
                   "bfloat16", "repeat", torch.transpose, torch.permute, torch.reshape,
                   torch.unsqueeze,
                   torch.squeeze, torch.flatten, torch.t, operator.getitem}
+
+
+def conv_kind(m: nn.Module) -> str:
+    """Node type of a Linear (``conv``) or Conv layer (``conv`` / ``sep_conv`` / ``dil_conv``)."""
+    if isinstance(m, nn.Conv1d | nn.Conv2d):
+        return conv_type(m.groups, m.dilation)
+    return "conv"
+
+
+def conv_type(groups: int, dilation) -> str:
+    if groups == 1:
+        return "conv"
+    dil = dilation if isinstance(dilation, tuple | list) else (dilation,)
+    return "dil_conv" if any(d > 1 for d in dil) else "sep_conv"

@@ -51,12 +51,13 @@ class _Tracer(fx.Tracer):
             ) from e
 
 
-def trace_nodes(model: nn.Module) -> tuple[list[Node], dict[int, int], dict[int, str]]:
+def trace_nodes(model: nn.Module
+                ) -> tuple[list[Node], dict[int, int], dict[int, tuple[int, int]]]:
     """Trace ``model`` and build its nodes (node 0 = input, ids topological).
 
     Returns:
-        nodes, ``owner`` (``id(param)`` -> node id) and ``names`` (``id(param)`` -> state-dict
-        name).
+        nodes, ``owner`` (``id(param)`` -> node id) and ``rows`` (``id(param)`` -> the rows
+        [start, stop) of its node's 4-D tensor that it is: all of them unless fused).
     """
     try:
         graph = _Tracer().trace(model)
@@ -69,6 +70,6 @@ def trace_nodes(model: nn.Module) -> tuple[list[Node], dict[int, int], dict[int,
     builder = Builder(model)
     for n in graph.nodes:
         builder.vals[n] = builder.visit(n)
-    return builder.nodes, builder.owner, builder.names
+    return builder.nodes, builder.owner, builder.rows
 
 

@@ -2,8 +2,8 @@
 
 Every width is independent (``d_model``, ``n_heads``, per-head ``d_qk`` and ``d_v``, ``d_mlp``) so
 that each function-preserving expansion of :mod:`logah.grow` stays inside this module. Q, K and V
-are separate ``nn.Linear`` layers (not a fused ``c_attn``): the graph then has one node per
-projection feeding the attention node, and growth edits each projection on its own. Modules hold
+are separate ``nn.Linear`` layers (not a fused ``c_attn``), so growth edits each projection on its
+own; the architecture graph still sees them as one fused node (``Attention.fused_projections``). Modules hold
 no buffers, so a model built on the ``meta`` device needs nothing but its parameters.
 """
 
@@ -20,7 +20,11 @@ class Attention(nn.Module):
     """Multi-head self-attention through ``F.scaled_dot_product_attention``.
 
     Shapes: x (B, T, d_model) -> q, k (B, H, T, d_qk), v (B, H, T, d_v) -> out (B, T, d_model).
+    ``fused_projections``: for the architecture graph, q, k and v are one node of shape
+    (2 H d_qk + H d_v, d_model), as HF's ``c_attn`` (see ``logah.graph.fused``).
     """
+
+    fused_projections = (("q", "k", "v"),)
 
     def __init__(self, spec: ModelSpec, causal: bool) -> None:
         super().__init__()

@@ -51,7 +51,11 @@ class GQAttention(nn.Module):
     Shapes: x (B, T, d_model) -> q (B, H, T, d_qk), k (B, H_kv, T, d_qk), v (B, H_kv, T, d_v);
     query head ``h`` reads key/value head ``h // (H / H_kv)`` (HF's ``repeat_kv`` grouping: the
     query heads of a group are contiguous) -> out (B, T, d_model).
+    ``fused_projections``: q, k, v are one graph node of shape (H d_qk + H_kv (d_qk + d_v),
+    d_model) (``logah.graph.fused``), so a GHN predicts different q, k and v rows.
     """
+
+    fused_projections = (("q", "k", "v"),)
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -77,7 +81,10 @@ class GQAttention(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """proj(silu(gate(x)) * fc(x)): gate/up (d_model -> d_mlp), down (d_mlp -> d_model), no biases."""
+    """proj(silu(gate(x)) * fc(x)): gate/up (d_model -> d_mlp), down (d_mlp -> d_model), no biases.
+    gate and up (``fc``) are one fused graph node (2 d_mlp, d_model)."""
+
+    fused_projections = (("gate", "fc"),)
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
