@@ -162,7 +162,9 @@ def check_tokens(tokens: list[str]) -> None:
 def check_line(line: str) -> None:
     """Raise :class:`DocLineError` if ``line`` would not run as typed."""
     line = line.replace("$(which logah)", "logah")
-    line = re.sub(r"\[([^\[\]]*)\]", r"\1", line)  # usage notation: [--out DIR] -> --out DIR
+    # usage notation: [--out DIR] -> --out DIR; [--x step|flops] -> --x step
+    # (a value such as grow.schedule=[{...}] is not usage notation)
+    line = re.sub(r"(?<!=)\[([^\[\]{}]*)\]", lambda m: re.sub(r"\|\S+", "", m.group(1)), line)
     check_tokens(shlex.split(line, comments=True))
 
 

@@ -1,15 +1,18 @@
 """GHNs on disk: a directory with ``ghn.safetensors`` (weights) + ``ghn.json`` (resolved config).
 
-:func:`load_ghn` also accepts ``pretrained:NAME`` (a GHN shipped with the package), ``random:<preset>`` (a seeded random initialisation, for smoke tests
-and benchmarks) and a Lightning checkpoint written by ``logah train-ghn`` (``state_dict`` keys
-``ghn.<GHN keys>``, ``hyper_parameters["ghn"]`` = the GHN config as a dict). Loading is strict and
-safe (:mod:`logah.nn.readers`: weights-only checkpoints, safetensors, strict JSON).
+:func:`load_ghn` also accepts ``pretrained:NAME`` (a GHN shipped with the package),
+``random:<preset>`` (a seeded random initialisation, for smoke tests and benchmarks) and a
+Lightning checkpoint written by ``logah train-ghn`` (its layout is :data:`GHN_CHECKPOINT`:
+``state_dict`` keys ``ghn.<GHN keys>``, ``hyper_parameters["ghn"]`` = the GHN config as a dict).
+Loading is strict and safe (:mod:`logah.nn.readers`: weights-only checkpoints, safetensors,
+strict JSON).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,35 @@ GHN_CONFIG = "ghn.json"
 FORMAT = "logah-ghn"
 RANDOM_PREFIX = "random:"
 PRETRAINED_PREFIX = "pretrained:"
+
+
+@dataclass(frozen=True)
+class CheckpointLayout:
+    """Where a ``logah train-ghn`` Lightning checkpoint keeps its GHN: written by
+    :class:`logah.lit.ghn_module.GHNModule`, read by :func:`load_ghn`.
+
+    ``state_dict`` holds the GHN's weights as ``prefix + <GHN key>`` (the module's ``ghn``
+    attribute) and nothing else; ``hyper_parameters`` holds exactly ``hparam_names``, every value
+    plain (dicts, lists, str, numbers) so ``torch.load(weights_only=True)`` reads it, with
+    ``hyper_parameters[config_key]`` the resolved ``GHNConfig.to_dict()``.
+    """
+
+    prefix: str
+    config_key: str
+    hparam_names: tuple[str, ...]
+
+    def hyper_parameters(self, **values: Any) -> dict[str, Any]:
+        """The ``hyper_parameters`` dict, in ``hparam_names`` order; exactly those names."""
+        if set(values) != set(self.hparam_names):
+            raise ValueError(f"hyper_parameters: expected {self.hparam_names}, "
+                             f"got {sorted(values)}")
+        return {k: values[k] for k in self.hparam_names}
+
+
+GHN_CHECKPOINT = CheckpointLayout(
+    prefix="ghn.", config_key="ghn",
+    hparam_names=("ghn", "optim", "gamma", "label_smoothing", "seed"),
+)
 
 
 class GHNLoadError(WeightsError):
@@ -96,15 +128,17 @@ def _read_checkpoint(p: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     ckpt = read_checkpoint(p)  # weights only: Lightning checkpoints of logah hold plain data
     if not isinstance(ckpt.get("state_dict"), dict):
         raise GHNLoadError(f"{p}: not a Lightning checkpoint (no 'state_dict')")
+    layout = GHN_CHECKPOINT
     hparams = ckpt.get("hyper_parameters")
-    cfg = hparams.get("ghn") if isinstance(hparams, dict) else None
+    cfg = hparams.get(layout.config_key) if isinstance(hparams, dict) else None
     if not isinstance(cfg, dict):
-        raise GHNLoadError(f"{p}: checkpoint has no hyper_parameters['ghn'] (the GHN config); "
-                           "is it from logah train-ghn?")
-    state = {k[len("ghn."):]: v for k, v in ckpt["state_dict"].items()
-             if isinstance(k, str) and k.startswith("ghn.") and isinstance(v, torch.Tensor)}
+        raise GHNLoadError(f"{p}: checkpoint has no hyper_parameters['{layout.config_key}'] "
+                           "(the GHN config); is it from logah train-ghn?")
+    state = {k.removeprefix(layout.prefix): v for k, v in ckpt["state_dict"].items()
+             if isinstance(k, str) and k.startswith(layout.prefix)
+             and isinstance(v, torch.Tensor)}
     if not state:
-        raise GHNLoadError(f"{p}: checkpoint state_dict has no 'ghn.*' weights")
+        raise GHNLoadError(f"{p}: checkpoint state_dict has no '{layout.prefix}*' weights")
     return dict(cfg), state
 
 
