@@ -51,7 +51,7 @@ def test_run_folder_holds_config_archs_checkpoint_and_heldout_report(trained):
     train_keys = {json.dumps(doc["specs"][i], sort_keys=True) for i in doc["train"]}
     held_keys = {json.dumps(doc["specs"][h["spec"]], sort_keys=True) for h in doc["heldout"]}
     assert not train_keys & held_keys
-    ckpt = torch.load(trained / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(trained / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 6
     assert all(k.startswith("ghn.") for k in ckpt["state_dict"])  # no target / baseline tensors
     assert ckpt["hyper_parameters"]["ghn"]["hid"] == 32
@@ -93,7 +93,7 @@ def test_checkpoint_loads_with_load_ghn_and_predict_cli(trained, tmp_path):
 
     ckpt = trained / "checkpoints" / "last.ckpt"
     ghn = load_ghn(ckpt)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     for k, v in ghn.state_dict().items():
         if f"ghn.{k}" in state:
             assert torch.equal(v, state[f"ghn.{k}"]), k
@@ -128,7 +128,7 @@ def test_max_minutes_stops_early_then_still_validates_and_checkpoints(tmp_path, 
     assert "stopped at step 1 of 50 (max_minutes=0.0001)" in out and "mean: zero-shot" in out
     run = tmp_path / "runs" / "train-ghn" / "t"
     assert json.loads((run / "heldout.json").read_text())["global_step"] == 1
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 1
 
 

@@ -108,7 +108,8 @@ def train_ghn(cfg: TrainGHNConfig, *, datamodule: Optional[L.LightningDataModule
         from logah.lit.trainer import Snapshots
 
         callbacks = [*callbacks, Snapshots(run.folder / CKPT_DIR, cfg.snapshot_minutes)]
-    trainer = run.trainer(monitor="val/zero_shot_loss", callbacks=callbacks, **trainer_overrides)
+    trainer = run.trainer(module, monitor="val/zero_shot_loss", callbacks=callbacks,
+                          **trainer_overrides)
     n_ghn = sum(p.numel() for p in module.ghn.parameters())
     say(f"train-ghn: {ghn_cfg.preset} ({n_ghn:,} parameters) on {template.family} "
         f"architectures: {len(archs.train_specs) or 'online'} training, "

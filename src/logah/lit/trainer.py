@@ -237,4 +237,5 @@ def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDa
             if isinstance(m, Metric):
                 m.reset()
     L.seed_everything(seed, workers=True, verbose=False)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    # weights_only: Lightning's own restore cannot run code from the checkpoint either.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
