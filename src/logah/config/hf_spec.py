@@ -8,12 +8,12 @@ conversion. Only what our models represent exactly is accepted; anything else is
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from logah.config.errors import LogahError
+from logah.config.files import read_json
 from logah.config.specs import ModelSpec
 
 HF_CONFIG_FILE = "config.json"
@@ -132,12 +132,7 @@ def spec_from_hf_path(path: str | os.PathLike) -> ModelSpec:
     f = hf_config_file(path)
     if f is None:
         raise HFConversionError(f"{path}: not an HF config.json or a directory holding one")
-    try:
-        cfg = json.loads(f.read_text())
-    except (OSError, ValueError) as e:
-        raise HFConversionError(f"{f}: cannot read HF config ({e})") from None
-    if not isinstance(cfg, dict):
-        raise HFConversionError(f"{f}: not an HF config (expected a JSON object)")
+    cfg = read_json(f)  # strict JSON; an empty, truncated or foreign file is one line
     try:
         return spec_from_hf_config(cfg)
     except HFConversionError as e:
