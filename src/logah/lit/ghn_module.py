@@ -301,6 +301,7 @@ class GHNModule(L.LightningModule):
             dict(kind=kind, n_layer=s.n_layer, d_model=s.d_model, n_heads=s.n_heads,
                  num_params=int(n), zero_shot_loss=float(loss[0, i]),
                  random_init_loss=float(loss[1, i]),
+                 **({"kv_heads": s.kv_heads} if s.family == "llama" else {}),
                  **({} if is_text else dict(patch_size=s.patch_size,
                                             zero_shot_acc1=float(acc[0, i]),
                                             random_init_acc1=float(acc[1, i]))))
@@ -323,16 +324,16 @@ class GHNModule(L.LightningModule):
 
 def summarize_heldout(report: list[dict[str, Any]]) -> str:
     """A printable table of per-architecture zero-shot vs random-init validation losses (plus
-    patch size and top-1 accuracy for ViTs), and a line of means."""
+    patch size and top-1 accuracy for ViTs, key/value heads for Llamas), and a line of means."""
     if not report:
         return "no held-out validation ran"
     vit = "zero_shot_acc1" in report[0]
-    head = (f"{'kind':<9} {'L':>2} {'d':>4} {'H':>2} {'p':>2} {'params':>11} {'zero-shot':>10} "
+    head = (f"{'kind':<9} {'L':>2} {'d':>4} {'H':>2} {'p|kv':>4} {'params':>11} {'zero-shot':>10} "
             f"{'random':>8}" + ("  acc1 zs/rnd" if vit else ""))
     lines = [head, "-" * len(head)]
     for r in report:
         line = (f"{r['kind']:<9} {r['n_layer']:>2} {r['d_model']:>4} {r['n_heads']:>2} "
-                f"{r.get('patch_size', '-'):>2} {r['num_params']:>11,} "
+                f"{r.get('patch_size', r.get('kv_heads', '-')):>4} {r['num_params']:>11,} "
                 f"{r['zero_shot_loss']:>10.4f} {r['random_init_loss']:>8.4f}")
         if vit:
             line += f"  {r['zero_shot_acc1']:.3f}/{r['random_init_acc1']:.3f}"
