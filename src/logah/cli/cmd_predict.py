@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     from logah.config import LogahError, load_config
     from logah.config.model import ModelOnlyConfig, resolve_spec
+    from logah.ghn.diversity import DepthDiversity
     from logah.ghn.io import load_ghn
     from logah.graph import graph_for_spec
     from logah.nn import param_shapes
@@ -98,10 +99,12 @@ def run(args: argparse.Namespace) -> int:
     dtype = getattr(torch, args.dtype)
     bar = tqdm(total=total, unit="param", unit_scale=True, desc=f"predict {args.arch}",
                disable=args.no_progress, file=sys.stderr)
+    diversity = DepthDiversity()
     with SafetensorsStreamWriter(out / WEIGHTS_FILE, shapes, dtype,
                                  metadata={"format": "pt", "family": spec.family}) as writer:
         for name, tensor in ghn.predict(graph):
             writer.write(name, tensor)
+            diversity.add(name, tensor)
             bar.update(tensor.numel())
             del tensor  # free it before the next one is decoded
     bar.close()
@@ -113,4 +116,7 @@ def run(args: argparse.Namespace) -> int:
     peak = _peak_rss_mib()
     print(f"predict: {len(shapes)} tensors, {total:,} parameters of {args.arch} -> {out} "
           f"in {time.perf_counter() - t0:.1f} s" + (f", peak RSS {peak:,.0f} MiB" if peak else ""))
+    cos = diversity.mean()
+    print("predict: depth diversity (mean pairwise cosine of same-shape tensors across depth; "
+          "1 = one tensor repeated): " + ("n/a (one layer)" if cos is None else f"{cos:.3f}"))
     return 0
