@@ -8,7 +8,7 @@ one discarded warm-up process starts the series; medians over ``--repeats`` proc
 cases are untied (as in the reference's measurements); our tied presets have one node fewer.
 Writes ``benchmarks/results/graph_build.json`` and prints a table.
 
-Usage: ``python benchmarks/graph_build.py [--repeats 3] [--warm-calls 5]``
+Usage: ``python benchmarks/graph_build.py [--repeats 3] [--warm-calls 5] [--only llama-3-8b]``
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ CASES = [
     ("gpt2-large", "gpt2-large", {"tie_embeddings": False}, 50, (3.67, 1.90), "2c"),
     ("gpt2-large", "gpt2-large", {"tie_embeddings": False}, 250, (3.10, 1.73), "2b"),
     ("vit-small", "vit-small", {}, 50, (0.35, 0.25), "5a"),
+    # no reference figure: the reference never built a Llama-3-8B graph
+    ("llama-3-8b", "llama-3-8b", {}, 50, (float("nan"), float("nan")), "-"),
 ]
-TARGET_S = {"gpt2-large": 2.0}  # issue #4: gpt2-large must build in <= 2 s on one core
+# issue #4: gpt2-large must build in <= 2 s on one core; issue #14: llama-3-8b in <= 0.5 s
+TARGET_S = {"gpt2-large": 2.0, "llama-3-8b": 0.5}
 
 # Runs in the child: pin to one core before torch loads, then time import, cold and warm calls.
 CHILD = r"""
@@ -70,10 +73,12 @@ def run_child(preset: str, overrides: dict, cutoff: int, warm_calls: int) -> dic
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def measure(repeats: int, warm_calls: int) -> list[dict]:
+def measure(repeats: int, warm_calls: int, only: list[str] | None = None) -> list[dict]:
     run_child("gpt2-tiny", {}, 50, 1)  # discarded warm-up process (file cache, lazy imports)
     records = []
     for case, preset, overrides, cutoff, (ref_cold, ref_warm), ref_row in CASES:
+        if only and case not in only:
+            continue
         runs = [run_child(preset, overrides, cutoff, warm_calls) for _ in range(repeats)]
         last = runs[-1]
         records.append(dict(
@@ -106,9 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="fresh processes per case")
     ap.add_argument("--warm-calls", type=int, default=5,
                     help="rebuilds per process after the first")
+    ap.add_argument("--only", nargs="+", metavar="CASE",
+                    help="measure these cases only (the others keep their last JSON records)")
     args, _ = ap.parse_known_args(argv)  # tolerate options run_all passes to every benchmark
     load_before = os.getloadavg()[0]
-    records = measure(args.repeats, args.warm_calls)
+    records = measure(args.repeats, args.warm_calls, args.only)
+    if args.only and OUT.is_file():  # keep the last records of the cases not measured now
+        kept = [r for r in json.loads(OUT.read_text())["records"] if r["case"] not in args.only]
+        records = kept + records
     load_after = os.getloadavg()[0]
     print(table(records))
     print(f"1-min load average {load_before:.1f} before, {load_after:.1f} after "

@@ -146,3 +146,26 @@ def test_bad_space_configs_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         validate_archs(cfg)
         ArchSpace(cfg.space, GPT)
+
+
+def test_llama_space_draws_kv_groups_that_divide_the_heads_and_builds_every_spec():
+    from logah.nn import build_model
+
+    template = get_preset("llama-tiny").replace(n_ctx=32, vocab_size=101)
+    cfg = ArchSpaceConfig(bands=[DepthBand([1, 3], [32, 64])], width_step=16,
+                          head_groups=[[4, 8]], kv_groups=[1, 2, 4], mlp_ratios=[2.0, 2.75])
+    space = ArchSpace(cfg, template)
+    rng = np.random.default_rng(0)
+    seen_kv = set()
+    for _ in range(60):
+        s = space.sample(rng)
+        assert s.family == "llama" and s.n_heads % s.kv_heads == 0 and s.d_qk % 2 == 0
+        assert (s.vocab_size, s.n_ctx, s.rope_base) == (101, 32, template.rope_base)
+        seen_kv.add((s.n_heads, s.kv_heads))
+    assert {(4, 1), (4, 2), (4, 4), (8, 1), (8, 2), (8, 4)} <= seen_kv
+    specs = space.enumerate()
+    assert len(specs) == 3 * 3 * 2 * 3 * 2  # depths x widths x heads x kv x ratios
+    assert all(space.contains(s) for s in specs[:5])
+    build_model(specs[-1], "meta")  # every drawn spec is a valid Llama
+    with pytest.raises(ConfigError, match="kv_groups: only a llama template"):
+        ArchSpace(cfg, GPT)

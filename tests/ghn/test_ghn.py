@@ -188,3 +188,19 @@ def test_random_ghn_predicts_distinct_q_k_v(arch) -> None:
         assert not torch.equal(qb, kb)
         torch.testing.assert_close(old[f"blocks.{i}.attn.q.weight"],
                                    old[f"blocks.{i}.attn.k.weight"], rtol=0, atol=0)
+
+
+def test_random_ghn_predicts_distinct_llama_projections() -> None:
+    """Llama declares q/k/v and gate/up fused too: k != v, gate != up (GQA: q has more rows)."""
+    spec = get_preset("llama-tiny")
+    g = graph_for_spec(spec)
+    with torch.no_grad():
+        p = GHN(GHNConfig(preset="logah-t"), seed=0)(g)[0]
+    for i in range(spec.n_layer):
+        pre = f"blocks.{i}"
+        for a, b in (("attn.k", "attn.v"), ("mlp.gate", "mlp.fc")):
+            wa, wb = p[f"{pre}.{a}.weight"], p[f"{pre}.{b}.weight"]
+            assert wa.shape == wb.shape and (wa - wb).abs().max() > 0.1 * wa.abs().max()
+        q, k = p[f"{pre}.attn.q.weight"], p[f"{pre}.attn.k.weight"]
+        n = min(len(q), len(k))
+        assert (q[:n] - k[:n]).abs().max() > 0.1 * q.abs().max()

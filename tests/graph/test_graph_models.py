@@ -125,6 +125,9 @@ def test_every_preset(arch):
     if spec.family == "gpt2":
         assert (g.num_nodes, g.edge_index.shape[1]) == (14 * spec.n_layer + 6,
                                                         16 * spec.n_layer + 7)
+    elif spec.family == "llama":  # a tied head adds the wte -> head edge
+        assert (g.num_nodes, g.edge_index.shape[1]) == (
+            11 * spec.n_layer + 4, 14 * spec.n_layer + 3 + spec.tie_embeddings)
     else:
         assert (g.num_nodes, g.edge_index.shape[1]) == (14 * spec.n_layer + 11,
                                                         16 * spec.n_layer + 12)

@@ -110,3 +110,19 @@ def test_place_handles_interleaved_and_prefix_dims():
     both = (torch.tensor([0, 3]), torch.tensor([1, 2, 4]))
     new = place(old, Embedding("x", both), (5, 5))
     assert torch.equal(new[torch.meshgrid(*both, indexing="ij")], old)
+
+
+@pytest.mark.parametrize("family", ["llama-gqa", "llama-mha-untied"])
+@pytest.mark.parametrize("op,to", [("d_mlp", 30), ("n_kv_heads", 3), ("n_heads", 6), ("d_v", 11),
+                                   ("d_qk", 12), ("d_model", 21), ("n_layer", 4), ("n_ctx", 9)])
+def test_llama_step_maps_locate_every_old_entry(family, op, to):
+    """Llama: query heads inserted per group, GQA value heads, d_qk split over the rotary halves."""
+    from growkit import LLAMA_SPECS
+
+    s = LLAMA_SPECS[family]
+    if op == "n_heads" and to % s.kv_heads:
+        to = s.n_heads + s.kv_heads
+    state = random_state(s)
+    step = {"op": op, "to": to}
+    s2, grown = apply_plan(s, state, [step], init=BIG)
+    check_map(s, state, grown, step_map(s, step))

@@ -151,3 +151,20 @@ def test_bad_schedules_are_one_config_error(tmp_path, capsys, schedule, expect):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and expect in err[0], err
     assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_perf_flops_counts_the_current_model(carried):
+    from logah.nn.flops import step_flops
+
+    cfg, result, _ = carried
+    flops = dict(read_scalars(result.run_dir)["perf/flops"])
+    steps = sorted(flops)
+    assert all(flops[a] < flops[b] for a, b in zip(steps, steps[1:]))
+    rate = {s: (flops[b] - flops[a]) / (b - a) for s, (a, b) in enumerate(zip(steps, steps[1:]))}
+    first, last = rate[0], rate[len(rate) - 1]
+    from logah.config.model import resolve_spec
+
+    small = step_flops(resolve_spec(cfg.model), (8, 32))
+    assert first == pytest.approx(small, rel=1e-5)  # one batch of 8 x 32 tokens per step
+    assert last == pytest.approx(step_flops(result.spec, (8, 32)), rel=1e-5)  # the grown model's
+    assert last > 2 * first

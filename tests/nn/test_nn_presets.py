@@ -17,8 +17,8 @@ from logah.nn.hf import hf_config
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_preset_param_count_equals_hf_built_from_same_config(name, transformers):
     spec = PRESETS[name]
-    cls = transformers.GPT2LMHeadModel if spec.family == "gpt2" else (
-        transformers.ViTForImageClassification)
+    cls = {"gpt2": transformers.GPT2LMHeadModel, "vit": transformers.ViTForImageClassification,
+           "llama": transformers.LlamaForCausalLM}[spec.family]
     with torch.device("meta"):
         hf = cls(hf_config(spec))
     # parameters() lists a tied lm_head once, as our tied GPT-2 (which has no lm_head tensor).
@@ -31,17 +31,19 @@ def test_gpt2_large_tied_has_hf_gpt2_large_param_count():
     assert count_params(spec) == 774_030_080
 
 
-def test_building_gpt2_large_on_meta_allocates_no_parameter_memory():
-    spec = get_preset("gpt2-large")
+@pytest.mark.parametrize("name,n_params", [("gpt2-large", 774_030_080),
+                                             ("llama-3-8b", 8_030_261_248)])
+def test_building_a_large_preset_on_meta_allocates_no_parameter_memory(name, n_params):
+    spec = get_preset(name)
     proc = psutil.Process()
     gc.collect()
     before = proc.memory_info().rss
     model = build_model(spec, device="meta")
     grown = proc.memory_info().rss - before
     params = list(model.parameters())
-    assert all(p.is_meta for p in params)
-    assert sum(p.numel() for p in params) == 774_030_080
-    # Materialised it would take 774M * 4 B = 3.1 GB; shapes and modules take a few MB.
+    assert all(p.is_meta for p in params) and not list(model.buffers())
+    assert sum(p.numel() for p in params) == n_params
+    # Materialised: 3.1 GB (gpt2-large) / 32 GB (llama-3-8b) in float32; shapes take a few MB.
     assert grown < 100 * 2**20, f"RSS grew by {grown / 2**20:.0f} MiB"
 
 

@@ -181,3 +181,40 @@ def test_reached_at_first_evaluation_is_a_lower_bound(tmp_path):
     assert comp.rows[1].speedup == pytest.approx(99 / 24) and comp.rows[1].speedup_is_lower_bound
     assert not comp.rows[0].speedup_is_lower_bound
     assert "| 24 | >= 4.12x |" in markdown_table(comp)
+
+
+def test_flops_axis_measures_speedup_in_compute(tmp_path, capsys):
+    """The fast run crosses the target at step 800 but spends 2.5x the FLOPs per step: in FLOPs
+    it is slower (speed-up 10,000 / 20,000 = 0.5), though 1.25x in steps."""
+    rnd = _write_run(tmp_path, "rand", {"val/loss": _linear(6, -0.004),
+                                        "perf/flops": _linear(0, 10.0, range(10, 1001, 10))},
+                     "random")
+    fast = _write_run(tmp_path, "big", {"val/loss": _linear(6, -0.005),
+                                        "perf/flops": _linear(0, 25.0, range(10, 1001, 10))},
+                      "orthogonal")
+    runs = load_runs([rnd, fast])
+    by_step = compare(runs, baseline=runs[0])
+    by_flops = compare(runs, baseline=runs[0], x="flops")
+    assert by_step.rows[1].speedup == pytest.approx(1.25, abs=1e-3)
+    assert by_flops.rows[0].steps_to_target == pytest.approx(10_000, rel=1e-4)
+    assert by_flops.rows[1].steps_to_target == pytest.approx(20_000, rel=1e-3)
+    assert by_flops.rows[1].speedup == pytest.approx(0.5, abs=1e-3)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(rnd), str(fast), "--x", "flops", "--out", str(out)]) == 0
+    table = (out / "table.md").read_text().splitlines()
+    assert "| FLOPs to val/loss 2.0000 | speed-up |" in table[0]
+    assert table[3].endswith("| 2e+04 | 0.50x |")
+    assert json.loads((out / "compare.json").read_text())["x"] == "flops"
+    # a run without perf/flops: one line naming it
+    old = _write_run(tmp_path, "old", {"val/loss": _linear(6, -0.004)}, "random")
+    capsys.readouterr()
+    assert main(["compare", str(old), "--x", "flops", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no 'perf/flops'" in err[0]
+
+
+def test_flops_at_interpolates_and_extrapolates():
+    from logah.report.compare import flops_at
+
+    assert flops_at([10, 20], [100.0, 300.0], [0, 5, 10, 15, 20, 30]) == pytest.approx(
+        [0, 50, 100, 200, 300, 500])

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="run the speed-up is measured against (default: the run whose config.yaml has "
         "init: random)",
     )
+    p.add_argument("--x", default="step", choices=("step", "flops"),
+                   help="x axis of the curves and unit of the speed-up: optimizer steps or "
+                   "cumulative training FLOPs (perf/flops) (%(default)s)")
     p.add_argument("--title", help="figure title (default: 'validation curves: METRIC')")
     p.set_defaults(func=run)
     return p
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     runs = load_runs(args.runs)
     baseline = pick_baseline(runs, args.baseline)
-    comp = compare(runs, metric=args.metric, baseline=baseline)
+    comp = compare(runs, metric=args.metric, baseline=baseline, x=args.x)
     table = markdown_table(comp)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

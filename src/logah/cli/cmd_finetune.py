@@ -10,7 +10,8 @@ from logah.cli.main import add_config_args
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "finetune",
-        help="train a GPT-2 / ViT (init=random|orthogonal|weights:PATH); re-run to resume",
+        help="train a GPT-2 / ViT (init=random|orthogonal|mimetic|weights:|grow:|hyperclone:|stack:PATH|"
+        "ghn:CKPT); re-run to resume",
         description="Train one target model on a task dataset. The run folder is "
         "{out_dir}/finetune/{name}/ (config.yaml, checkpoints/, TensorBoard events, weights/); "
         "running the same command again resumes from checkpoints/last.ckpt. "

@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _dims(spec) -> str:
-    ctx = f" ctx={spec.n_ctx}" if spec.family == "gpt2" else ""
-    return (f"{spec.family} L={spec.n_layer} d={spec.d_model} H={spec.n_heads} qk={spec.d_qk} "
+    ctx = f" ctx={spec.n_ctx}" if spec.family in ("gpt2", "llama") else ""
+    kv = f" kv={spec.kv_heads}" if spec.family == "llama" else ""
+    return (f"{spec.family} L={spec.n_layer} d={spec.d_model} H={spec.n_heads}{kv} qk={spec.d_qk} "
             f"v={spec.d_v} mlp={spec.d_mlp}{ctx}")

@@ -19,8 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _describe(spec) -> str:
     dims = f"L={spec.n_layer} d={spec.d_model} H={spec.n_heads} qk={spec.d_qk} v={spec.d_v} mlp={spec.d_mlp}"
+    lm = f"vocab={spec.vocab_size} ctx={spec.n_ctx} tied={spec.tie_embeddings}"
     if spec.family == "gpt2":
-        return f"{dims} vocab={spec.vocab_size} ctx={spec.n_ctx} tied={spec.tie_embeddings}"
+        return f"{dims} {lm}"
+    if spec.family == "llama":
+        return f"{dims} kv={spec.kv_heads} {lm} rope={spec.rope_base:g}"
     return f"{dims} img={spec.image_size} patch={spec.patch_size} classes={spec.num_classes}"
 
 

@@ -1,10 +1,15 @@
-"""``logah predict --ghn GHN --arch PRESET --out DIR [model.key=value ...]``: predict weights.
+"""``logah predict --ghn GHN --arch ARCH --out DIR [model.key=value ...]``: predict weights.
 
-``--ghn`` takes ``random:<preset>`` (a seeded random GHN, for smoke tests and benchmarks), a GHN
+``--ghn`` takes ``pretrained:NAME`` (a GHN shipped with the package), ``random:<preset>`` (a seeded random GHN, for smoke tests and benchmarks), a GHN
 directory written by ``logah.ghn.io.save_ghn`` or a ``logah train-ghn`` checkpoint (``.ckpt``).
+``--arch`` is a preset or a Hugging Face ``config.json`` / model directory (only its config is read).
 The output is a weights directory (``model.safetensors`` + ``logah.json``, the layout of
 ``logah.nn.io``) plus ``hf/`` (a Hugging Face directory) when the dims are standard. Tensors are
-predicted, written and freed one at a time, so peak memory stays near one tensor plus the GHN.
+predicted, written and freed one at a time (tensors over ``--chunk`` elements in row blocks), so
+peak memory stays near one block plus the GHN: llama-3-8b (16 GB in bfloat16) is written with a
+peak RSS under 2 GiB. Above ``--shard-size`` bytes the weights (ours and ``hf/``) are sharded as
+``save_pretrained`` shards them (``model-00001-of-0000N.safetensors`` + ``model.safetensors.index.json``).
+Where the HF conversion only renames tensors (Llama), ``hf/`` is written in the same pass.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from logah.cli.main import add_config_args
@@ -27,9 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict a model's parameters with a graph hypernetwork",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--ghn", required=True, metavar="GHN",
-                   help="random:<preset> (e.g. random:logah-t), a GHN directory or a .ckpt")
-    p.add_argument("--arch", required=True, metavar="PRESET",
-                   help="target preset (see `logah models`); model.* overrides apply")
+                   help="pretrained:NAME (shipped with logah), random:<preset> (e.g. "
+                        "random:logah-t), a GHN directory or a .ckpt")
+    p.add_argument("--arch", required=True, metavar="ARCH",
+                   help="target preset (see `logah models`), or a Hugging Face config.json / model "
+                        "directory (GPT-2, ViT, Llama); model.* overrides apply")
     p.add_argument("--out", required=True, metavar="DIR", help="output weights directory")
     p.add_argument("--dtype", default="float32", choices=DTYPES,
                    help="dtype of the written weights")
@@ -38,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="device the GHN runs on (cpu, cuda, ...)")
     p.add_argument("--seed", type=int, default=0, help="seed of a random:<preset> GHN")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--shard-size", type=float, default=5e9, metavar="BYTES",
+                   help="shard the weights above this many bytes (default 5e9, as HF)")
+    p.add_argument("--chunk", type=int, default=1 << 24, metavar="N",
+                   help="2-D tensors over N elements are predicted in row blocks (default 2^24)")
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -67,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
     from logah.ghn.io import load_ghn
     from logah.graph import graph_for_spec
     from logah.nn import param_shapes
-    from logah.nn.io import HF_DIR, SPEC_FILE, WEIGHTS_FILE
-    from logah.nn.stream import SafetensorsStreamWriter, stream_export_hf
+    from logah.nn.io import HF_DIR, SPEC_FILE
+    from logah.nn.stream import stream_export_hf
     from logah.utils.fs import atomic_write_text
 
     overrides = [o if o.startswith("model.") else f"model.{o}" for o in args.overrides]
@@ -96,27 +108,65 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if (out / HF_DIR).is_dir():
         shutil.rmtree(out / HF_DIR)  # a stale export of an earlier model would not match
-    dtype = getattr(torch, args.dtype)
+    want_hf = args.hf == "yes" or (args.hf == "auto" and spec.is_standard)
     bar = tqdm(total=total, unit="param", unit_scale=True, desc=f"predict {args.arch}",
                disable=args.no_progress, file=sys.stderr)
     diversity = DepthDiversity()
-    with SafetensorsStreamWriter(out / WEIGHTS_FILE, shapes, dtype,
-                                 metadata={"format": "pt", "family": spec.family}) as writer:
-        for name, tensor in ghn.predict(graph):
-            writer.write(name, tensor)
-            diversity.add(name, tensor)
-            bar.update(tensor.numel())
-            del tensor  # free it before the next one is decoded
+    blocks = _observed(ghn.predict(graph, chunk_numel=args.chunk), shapes, diversity)
+    dtype = getattr(torch, args.dtype)
+    written = _write(spec, shapes, blocks, out, dtype, args.shard_size, want_hf, bar.update)
     bar.close()
     meta = {"spec": spec.to_dict(),
             "predicted_by": {"ghn": str(args.ghn), "config": ghn.config.to_dict()}}
     atomic_write_text(out / SPEC_FILE, json.dumps(meta, indent=2))
-    if args.hf == "yes" or (args.hf == "auto" and spec.is_standard):
-        stream_export_hf(spec, out / WEIGHTS_FILE, out / HF_DIR)
+    if want_hf and not written["hf"]:
+        stream_export_hf(spec, out, out / HF_DIR, args.shard_size)
     peak = _peak_rss_mib()
     print(f"predict: {len(shapes)} tensors, {total:,} parameters of {args.arch} -> {out} "
-          f"in {time.perf_counter() - t0:.1f} s" + (f", peak RSS {peak:,.0f} MiB" if peak else ""))
+          f"({written['bytes'] / 1e9:.2f} GB in {written['files']} file(s)) in "
+          f"{time.perf_counter() - t0:.1f} s" + (f", peak RSS {peak:,.0f} MiB" if peak else ""))
     cos = diversity.mean()
     print("predict: depth diversity (mean pairwise cosine of same-shape tensors across depth; "
           "1 = one tensor repeated): " + ("n/a (one layer)" if cos is None else f"{cos:.3f}"))
     return 0
+
+
+def _observed(blocks, shapes: dict, meter) -> Iterator:
+    """Pass ``blocks`` through, feeding each tensor streamed whole to the depth-diversity
+    ``meter`` (a huge tensor streamed as row blocks is left out of it)."""
+    for name, tensor in blocks:
+        if tuple(tensor.shape) == tuple(shapes[name]):
+            meter.add(name, tensor)
+        yield name, tensor
+
+
+def _write(spec, shapes, blocks, out, dtype, shard_bytes, want_hf, progress) -> dict:
+    """Stream ``blocks`` ((name, tensor or row block) in order) into ``out``'s weights, and into
+    ``out/hf`` in the same pass when the HF conversion is a pure rename (Llama)."""
+    import contextlib
+
+    from logah.nn.hf import HF_CONFIG_FILE, hf_config_dict, hf_renames
+    from logah.nn.shards import ShardedWriter
+    from logah.utils.fs import atomic_path
+
+    renames = hf_renames(spec) if want_hf else None
+    with contextlib.ExitStack() as stack:
+        ours = stack.enter_context(ShardedWriter(out, shapes, dtype, shard_bytes,
+                                                 {"format": "pt", "family": spec.family}))
+        hf = None
+        if renames is not None:
+            tmp = stack.enter_context(atomic_path(out / "hf", is_dir=True))
+            config = json.dumps(hf_config_dict(spec, dtype), indent=2, sort_keys=True)
+            (tmp / HF_CONFIG_FILE).write_text(config + "\n")
+            hf_shapes = {renames[n]: s for n, s in shapes.items()}
+            hf = stack.enter_context(ShardedWriter(tmp, hf_shapes, dtype, shard_bytes,
+                                                   {"format": "pt"}))
+        for name, tensor in blocks:
+            ours.write(name, tensor)
+            if hf is not None:
+                hf.write(renames[name], tensor)
+            progress(tensor.numel())
+            del tensor  # free it before the next block is decoded
+    n_files = len(ours.files) + (len(hf.files) if hf is not None else 0)
+    return {"hf": hf is not None, "bytes": ours.bytes * (2 if hf is not None else 1),
+            "files": n_files}

@@ -1,4 +1,4 @@
-"""``logah train-ghn [--config FILE] [task=gpt|vit] [key=value ...]``: train a graph hypernetwork.
+"""``logah train-ghn [--config FILE] [task=gpt|vit|llama] [key=value ...]``: train a graph hypernetwork.
 
 The run folder is ``{out_dir}/train-ghn/{name}/``: ``config.yaml``, ``archs.json`` (the drawn
 architectures), ``checkpoints/last.ckpt`` (+ ``best.ckpt`` by ``val/zero_shot_loss``), TensorBoard
@@ -26,7 +26,7 @@ from logah.config.errors import ConfigError
 
 COMMAND = "train-ghn"
 HELDOUT_FILE = "heldout.json"
-TASKS = ("gpt", "vit")
+TASKS = ("gpt", "vit", "llama")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train a GHN on architectures drawn from a ViTs-1K / GPTs-1K-style space, "
         "validating zero-shot on held-out architectures against random init. The run folder is "
         "{out_dir}/train-ghn/{name}/; re-running resumes from checkpoints/last.ckpt. "
-        "task=gpt|vit picks conf/train_ghn/<task>.yaml.",
+        "task=gpt|vit|llama picks conf/train_ghn/<task>.yaml.",
     )
     add_config_args(p)
     p.set_defaults(func=run)
@@ -89,10 +89,11 @@ def _say(msg: str) -> None:
 def task_template(cfg: Any, task_dm: Any) -> Any:
     """The template spec with the data's vocabulary / classes, checked against the data."""
     from logah.config.model import resolve_spec
+    from logah.config.specs import CAUSAL_LM
     from logah.lit.finetune import check_data
 
     spec = resolve_spec(cfg.model)
-    if spec.family == "gpt2" and getattr(task_dm, "vocab_size", None):
+    if spec.family in CAUSAL_LM and getattr(task_dm, "vocab_size", None):
         spec = spec.replace(vocab_size=int(task_dm.vocab_size))
     if spec.family == "vit":  # the data's size and channels (data.image_size / data.channels)
         spec = spec.replace(image_size=int(getattr(task_dm, "image_size", spec.image_size)),

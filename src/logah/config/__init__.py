@@ -2,7 +2,7 @@
 
 from logah.config.errors import ConfigError, LogahError
 from logah.config.load import load_config, save_config, to_yaml
-from logah.config.specs import PRESETS, ModelSpec, get_preset, gpt2_spec, vit_spec
+from logah.config.specs import PRESETS, ModelSpec, get_preset, gpt2_spec, llama_spec, vit_spec
 
 __all__ = [
     "ConfigError",
@@ -11,6 +11,7 @@ __all__ = [
     "PRESETS",
     "get_preset",
     "gpt2_spec",
+    "llama_spec",
     "vit_spec",
     "load_config",
     "save_config",

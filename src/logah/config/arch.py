@@ -52,7 +52,10 @@ class ArchSpaceConfig:
         mlp_ratios: ``d_mlp = round(ratio * width)``, ratio uniform over this list.
         patch_sizes: ViT only; empty = the task template's patch size. Each must divide the
             image size.
-        tie_embeddings: GPT only; ``null`` = the template's choice (GPTs-1K is untied).
+        tie_embeddings: GPT / Llama only; ``null`` = the template's choice (GPTs-1K is untied).
+        kv_groups: Llama only: key/value head counts (grouped-query attention); a draw picks one
+            of those that divide its head count (none divides: plain multi-head attention).
+            Empty = the template's ratio is ignored and every draw is multi-head.
         max_params: reject (and redraw) architectures above this many parameters; ``null`` = no cap.
     """
 
@@ -62,6 +65,7 @@ class ArchSpaceConfig:
     mlp_ratios: List[float] = field(default_factory=lambda: [4.0])
     patch_sizes: List[int] = field(default_factory=list)
     tie_embeddings: Optional[bool] = None
+    kv_groups: List[int] = field(default_factory=list)
     max_params: Optional[int] = None
 
 
@@ -137,6 +141,8 @@ def validate_space(cfg: ArchSpaceConfig, prefix: str = "archs.space") -> None:
         raise ConfigError(f"{prefix}.patch_sizes: patch sizes must be >= 1")
     if cfg.max_params is not None and cfg.max_params < 1:
         raise ConfigError(f"{prefix}.max_params: must be >= 1 or null")
+    if any(int(k) < 1 for k in cfg.kv_groups):
+        raise ConfigError(f"{prefix}.kv_groups: key/value head counts must be >= 1")
 
 
 def validate_archs(cfg: ArchDataConfig, prefix: str = "archs") -> None:

@@ -30,7 +30,7 @@ from logah.config.load import _one_line
 
 # The growable spec fields, in the order a derived plan applies them (n_layer last, so new layers
 # are built at full width with the ordinary init).
-GROW_OPS = ("n_ctx", "d_mlp", "n_heads", "d_v", "d_qk", "d_model", "n_layer")
+GROW_OPS = ("n_ctx", "d_mlp", "n_kv_heads", "n_heads", "d_v", "d_qk", "d_model", "n_layer")
 
 
 @dataclass

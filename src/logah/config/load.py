@@ -70,7 +70,8 @@ def _load_file(path: str | os.PathLike) -> Any:
 
 
 def check_choices(obj: Any, prefix: str = "") -> None:
-    """Walk a dataclass tree; fields with ``metadata['choices']`` must hold one of those values."""
+    """Walk a dataclass tree; fields with ``metadata['choices']`` must hold one of those values
+    (or satisfy ``metadata['accepts']``, described by ``metadata['also']``)."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         key = f"{prefix}{f.name}"
@@ -81,8 +82,10 @@ def check_choices(obj: Any, prefix: str = "") -> None:
         if valid is None or value is None:
             continue
         valid = tuple(valid() if callable(valid) else valid)
-        if value not in valid:
-            raise ConfigError(f"{key}: {value!r} is not one of: {', '.join(map(str, valid))}")
+        if value not in valid and not f.metadata.get("accepts", lambda _: False)(value):
+            also = f" ({f.metadata['also']})" if "also" in f.metadata else ""
+            raise ConfigError(f"{key}: {value!r} is not one of: {', '.join(map(str, valid))}"
+                              f"{also}")
 
 
 def load_config(

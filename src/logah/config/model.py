@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
+from logah.config.hf_spec import is_hf_arch, spec_from_hf_path
 from logah.config.specs import PRESETS, ModelSpec, get_preset
 
 
@@ -18,11 +19,16 @@ def choices(*values: str) -> dict:
 class ModelConfig:
     """Which target transformer. Any field left ``None`` keeps the preset's value.
 
+    ``arch`` is a preset name or the path of a Hugging Face ``config.json`` (or a model directory
+    holding one; GPT-2, ViT or Llama): its spec is the starting point the overrides apply to.
+
     Changing ``d_model`` or ``n_heads`` re-ties ``d_qk``/``d_v`` (= d_model / n_heads) and ``d_mlp``
     (= 4 d_model) when the preset had them tied and they are not given explicitly.
     """
 
-    arch: str = field(default="gpt2-tiny", metadata={"choices": lambda: sorted(PRESETS)})
+    arch: str = field(default="gpt2-tiny", metadata={
+        "choices": lambda: sorted(PRESETS), "accepts": is_hf_arch,
+        "also": "or an HF config.json / model directory"})
     n_layer: Optional[int] = None
     d_model: Optional[int] = None
     n_heads: Optional[int] = None
@@ -37,11 +43,14 @@ class ModelConfig:
     patch_size: Optional[int] = None
     in_chans: Optional[int] = None
     num_classes: Optional[int] = None
+    n_kv_heads: Optional[int] = None
+    rope_base: Optional[float] = None
+    rope_dims: Optional[list[int]] = None
 
 
 def resolve_spec(cfg: ModelConfig) -> ModelSpec:
-    """Preset + overrides -> a validated :class:`ModelSpec`."""
-    base = get_preset(cfg.arch)
+    """Preset (or HF config) + overrides -> a validated :class:`ModelSpec`."""
+    base = get_preset(cfg.arch) if cfg.arch in PRESETS else spec_from_hf_path(cfg.arch)
     changes = {
         f.name: getattr(cfg, f.name)
         for f in dataclasses.fields(cfg)
@@ -57,7 +66,7 @@ def override_spec(base: ModelSpec, changes: dict) -> ModelSpec:
     n_heads = changes.get("n_heads", base.n_heads)
     if "d_model" in changes or "n_heads" in changes:
         # Each of d_qk / d_v is re-tied on its own unless given explicitly.
-        if base.is_standard and not ("d_qk" in changes and "d_v" in changes):
+        if base.heads_tied and not ("d_qk" in changes and "d_v" in changes):
             if d_model % n_heads:
                 from logah.config.errors import ConfigError
 

@@ -14,12 +14,23 @@ from logah.config.train import OptimConfig, TrainerConfig
 
 
 @dataclass
+class InitOptions:
+    """Knobs of the baseline inits (``init_opts.*``; see :mod:`logah.lit.init`)."""
+
+    noise: float = 0.0  # hyperclone/stack: zero-sum symmetry-breaking noise (relative std)
+    mimetic: list = field(default_factory=lambda: [0.7, 0.7, 0.4, 0.4])  # a1, b1, a2, b2
+    ghn_device: str = "cpu"  # ghn:CKPT: the device the hypernetwork predicts on
+
+
+@dataclass
 class FinetuneConfig:
     """``logah finetune``: train one ViT / GPT-2 from a chosen initialisation.
 
-    ``init``: ``random`` (the family's ordinary init), ``orthogonal``, or ``weights:PATH`` (a
-    safetensors file, a ``logah`` weights directory or an exported Hugging Face directory), loaded
-    strictly. When those weights record a spec (``logah.json`` / HF ``config.json``) that differs
+    ``init``: ``random`` (the family's ordinary init), ``orthogonal``, ``mimetic``,
+    ``weights:PATH`` (a safetensors file, a ``logah`` weights directory or an exported Hugging Face
+    directory, loaded strictly), ``grow:PATH`` / ``hyperclone:PATH`` / ``stack:PATH`` (a smaller
+    trained model grown to ``model.*``) or ``ghn:CKPT`` (predicted inline); ``init_opts.*`` tunes
+    them. When those weights record a spec (``logah.json`` / HF ``config.json``) that differs
     from ``model.*``: adopted if the run sets no ``model.*`` key, else an error naming the fields.
     Runs go to ``{out_dir}/finetune/{name}/`` (``config.yaml``, ``checkpoints/{last,best}.ckpt``,
     TensorBoard events, final ``weights/``); re-running the same command resumes from
@@ -30,7 +41,8 @@ class FinetuneConfig:
     name: str = "default"  # the run folder's name (a plain folder name)
     seed: int = 0
     out_dir: str = "runs"
-    init: str = "random"  # random | orthogonal | weights:PATH
+    init: str = "random"  # random|orthogonal|mimetic|weights:|grow:|hyperclone:|stack:PATH|ghn:CKPT
+    init_opts: InitOptions = field(default_factory=InitOptions)
     label_smoothing: float = 0.0  # image classification (the paper's ImageNet runs use 0.1)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

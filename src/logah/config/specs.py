@@ -1,11 +1,14 @@
 """Architecture specs for the target transformers (torch-free, the bottom layer).
 
-A :class:`ModelSpec` describes one GPT-2 or ViT completely. It is what presets are, what
+A :class:`ModelSpec` describes one GPT-2, ViT or Llama completely. It is what presets are, what
 architecture datasets store (as JSON), what checkpoints record and what graph caches key on.
 Per-head query/key width (``d_qk``), per-head value width (``d_v``) and MLP width (``d_mlp``) are
 independent of ``d_model`` so every function-preserving expansion of :mod:`logah.grow` can be
 represented; presets tie them as GPT-2 and ViT do (``d_qk = d_v = d_model / n_heads``,
 ``d_mlp = 4 d_model``).
+
+Per-family facts the torch-free layers need (which extra fields a family reads, its norm) live in
+:data:`FAMILY_FIELDS` / :data:`NORM_KIND`; a new family adds one entry to each (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -17,8 +20,17 @@ from typing import Any, Literal
 
 from logah.config.errors import ConfigError
 
-Family = Literal["gpt2", "vit"]
-FAMILIES = ("gpt2", "vit")
+Family = Literal["gpt2", "vit", "llama"]
+FAMILIES = ("gpt2", "vit", "llama")
+# The fields each family reads beyond the shared dims (the rest keep their defaults).
+FAMILY_FIELDS: dict[str, tuple[str, ...]] = {
+    "gpt2": ("vocab_size", "n_ctx", "tie_embeddings"),
+    "vit": ("image_size", "patch_size", "in_chans", "num_classes"),
+    "llama": ("vocab_size", "n_ctx", "tie_embeddings", "n_kv_heads", "rope_base", "rope_dims"),
+}
+# Which normalisation a family's blocks use (growth of d_model depends on it).
+NORM_KIND: dict[str, str] = {"gpt2": "layernorm", "vit": "layernorm", "llama": "rmsnorm"}
+CAUSAL_LM = ("gpt2", "llama")  # families that are token -> next-token models
 
 
 @dataclass(frozen=True)
@@ -26,16 +38,25 @@ class ModelSpec:
     """One target transformer. Fields not used by a family keep their defaults.
 
     Attributes:
-        family: ``gpt2`` (causal LM) or ``vit`` (image classifier).
-        n_layer: number of pre-LayerNorm blocks.
+        family: ``gpt2`` / ``llama`` (causal LMs) or ``vit`` (image classifier).
+        n_layer: number of pre-norm blocks.
         d_model: residual-stream width.
         n_heads: attention heads per block.
         d_qk: per-head query/key width.
         d_v: per-head value width (the attention output is ``n_heads * d_v`` wide).
         d_mlp: MLP hidden width.
-        ln_eps: LayerNorm epsilon (hidden-dim growth rescales it, so it is a spec field).
-        vocab_size, n_ctx, tie_embeddings: GPT-2 only.
+        ln_eps: LayerNorm / RMSNorm epsilon (hidden-dim growth rescales it, so it is a spec field).
+        vocab_size, n_ctx, tie_embeddings: GPT-2 and Llama.
         image_size, patch_size, in_chans, num_classes: ViT only.
+        n_kv_heads: Llama only: key/value heads (grouped-query attention; must divide
+            ``n_heads``); 0 means ``n_heads`` (plain multi-head attention).
+        rope_base: Llama only: rotary base (theta); pair ``i`` of a head turns at
+            ``rope_base ** (-2 i / d)``.
+        rope_dims: Llama only: ``()`` for the standard rotary frequencies (``d = d_qk``); after
+            :mod:`logah.grow` widens ``d_qk`` it lists the widths the frequencies were fixed at,
+            e.g. ``(16, 32)``: pairs ``i < 8`` keep ``d = 16``, pairs ``8 <= i < 16`` use ``d = 32``
+            (so growth stays exact; HF recomputes frequencies from ``head_dim``, see
+            :func:`ModelSpec.rope_inv_freq`).
         growth: growth history (list of step dicts) recorded by :mod:`logah.grow`.
     """
 
@@ -54,9 +75,13 @@ class ModelSpec:
     patch_size: int = 16
     in_chans: int = 3
     num_classes: int = 1000
+    n_kv_heads: int = 0
+    rope_base: float = 10000.0
+    rope_dims: tuple = ()
     growth: tuple = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "rope_dims", tuple(int(d) for d in self.rope_dims))
         if self.family not in FAMILIES:
             raise ConfigError(f"model.family: {self.family!r} is not one of: {', '.join(FAMILIES)}")
         for name in ("n_layer", "d_model", "n_heads", "d_qk", "d_v", "d_mlp"):
@@ -72,6 +97,36 @@ class ModelSpec:
                 )
         elif self.vocab_size < 1 or self.n_ctx < 1:
             raise ConfigError("model.vocab_size and model.n_ctx must be >= 1")
+        if self.family == "llama":
+            self._check_llama()
+        elif self.n_kv_heads not in (0, self.n_heads) or self.rope_dims:
+            raise ConfigError(
+                f"model.n_kv_heads / model.rope_dims: only llama has grouped-query attention and "
+                f"rotary embeddings (family={self.family!r})"
+            )
+
+    def _check_llama(self) -> None:
+        kv = self.kv_heads
+        if kv < 1 or self.n_heads % kv:
+            raise ConfigError(
+                f"model.n_kv_heads: {self.n_kv_heads} does not divide model.n_heads={self.n_heads} "
+                f"(grouped-query attention shares each key/value head among n_heads/n_kv_heads "
+                f"query heads)"
+            )
+        if self.d_qk % 2:
+            raise ConfigError(
+                f"model.d_qk: rotary embeddings rotate pairs of dims, so the per-head query/key "
+                f"width must be even, got {self.d_qk}"
+            )
+        if self.rope_base <= 1:
+            raise ConfigError(f"model.rope_base: must be > 1, got {self.rope_base}")
+        dims = list(self.rope_dims)
+        if dims and (dims[-1] != self.d_qk or any(d % 2 or d < 2 for d in dims)
+                     or dims != sorted(set(dims))):
+            raise ConfigError(
+                f"model.rope_dims: {dims} must be increasing even widths ending at "
+                f"model.d_qk={self.d_qk} (or empty for the standard frequencies)"
+            )
 
     # ---- derived quantities -------------------------------------------------------------------
     @property
@@ -79,12 +134,42 @@ class ModelSpec:
         return (self.image_size // self.patch_size) ** 2
 
     @property
+    def kv_heads(self) -> int:
+        """Key/value heads (``n_kv_heads``, or ``n_heads`` when that is 0 or the family has no GQA)."""
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def heads_tied(self) -> bool:
+        """``d_qk == d_v == d_model / n_heads``, the tying presets use (``model.*`` re-ties them)."""
+        return self.d_qk == self.d_v and self.d_qk * self.n_heads == self.d_model
+
+    @property
     def is_standard(self) -> bool:
-        """True when the dims are tied as GPT-2/ViT (and Hugging Face) assume."""
-        return (
-            self.d_qk == self.d_v
-            and self.d_qk * self.n_heads == self.d_model
-        )
+        """True when Hugging Face can represent the dims (``logah.nn.hf`` exports exactly then).
+
+        GPT-2 / ViT need ``d_qk == d_v == d_model / n_heads``. HF Llama has its own ``head_dim``
+        (``n_heads * head_dim`` may differ from ``d_model``, though its config still wants
+        ``n_heads`` to divide ``d_model``) but one width for q/k and v, and it computes the rotary
+        frequencies from ``head_dim``, so ``rope_dims`` must be standard.
+        """
+        if self.family == "llama":
+            return (self.d_qk == self.d_v and len(self.rope_dims) <= 1
+                    and self.d_model % self.n_heads == 0)
+        return self.heads_tied
+
+    def rope_inv_freq(self) -> list[float]:
+        """The ``d_qk / 2`` rotary frequencies (pair ``i`` pairs dims ``i`` and ``i + d_qk/2``).
+
+        Standard: ``rope_base ** (-2i / d_qk)``. With ``rope_dims = (d0, d1, ...)`` pair ``i`` uses
+        the first ``dj`` with ``i < dj / 2``, so the pairs that existed before a growth step keep
+        their frequencies.
+        """
+        dims = list(self.rope_dims) or [self.d_qk]
+        out, lo = [], 0
+        for d in dims:
+            out += [self.rope_base ** (-2 * i / d) for i in range(lo, d // 2)]
+            lo = d // 2
+        return out
 
     def replace(self, **changes: Any) -> ModelSpec:
         return dataclasses.replace(self, **changes)
@@ -93,6 +178,7 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["growth"] = [dict(s) for s in self.growth]
+        d["rope_dims"] = list(self.rope_dims)
         return d
 
     @classmethod
@@ -103,6 +189,7 @@ class ModelSpec:
             raise ConfigError(f"model spec: unknown key(s) {unknown} (valid: {sorted(names)})")
         d = dict(d)
         d["growth"] = tuple(dict(s) for s in d.get("growth", ()))
+        d["rope_dims"] = tuple(int(x) for x in d.get("rope_dims", ()))
         return cls(**d)
 
     def key(self) -> str:
@@ -126,6 +213,15 @@ def vit_spec(n_layer: int, d_model: int, n_heads: int, **kw: Any) -> ModelSpec:
     kw.setdefault("d_mlp", 4 * d_model)
     kw.setdefault("ln_eps", 1e-6)
     return ModelSpec("vit", n_layer, d_model, n_heads, head, head, **kw)
+
+
+def llama_spec(n_layer: int, d_model: int, n_heads: int, n_kv_heads: int, d_mlp: int,
+               **kw: Any) -> ModelSpec:
+    """Llama (RMSNorm, SwiGLU, rotary, GQA) with head width d_model / n_heads unless given."""
+    head = kw.pop("head_dim", d_model // n_heads)
+    kw.setdefault("ln_eps", 1e-5)
+    return ModelSpec("llama", n_layer, d_model, n_heads, head, head, d_mlp,
+                     n_kv_heads=n_kv_heads, **kw)
 
 
 def _vit_family(name: str, n_layer: int, d_model: int, n_heads: int) -> dict[str, ModelSpec]:
@@ -154,6 +250,19 @@ PRESETS: dict[str, ModelSpec] = {
     # CPU-sized ViTs for 32x32 images (Fashion-MNIST / CIFAR), 10 classes.
     "vit-tiny": vit_spec(2, 64, 4, image_size=32, patch_size=4, num_classes=10),
     "vit-mini": vit_spec(4, 128, 4, image_size=32, patch_size=4, num_classes=10),
+    # CPU-sized Llamas on the GPT-2 BPE vocabulary (Brown works offline), tied like gpt2-tiny.
+    "llama-tiny": llama_spec(2, 64, 4, 2, 176, n_ctx=128),
+    "llama-mini": llama_spec(4, 128, 4, 2, 352, n_ctx=256),
+    # The real shapes (vocabulary, context, rope theta, tying) of the published checkpoints.
+    # Llama 3.x configs also carry rope_scaling "llama3"; logah uses plain rotary (docs/models.md).
+    "tinyllama-1.1b": llama_spec(22, 2048, 32, 4, 5632, vocab_size=32000, n_ctx=2048,
+                                 tie_embeddings=False),
+    "llama-3.2-1b": llama_spec(16, 2048, 32, 8, 8192, vocab_size=128256, n_ctx=131072,
+                               rope_base=500000.0),
+    "llama-3.2-3b": llama_spec(28, 3072, 24, 8, 8192, vocab_size=128256, n_ctx=131072,
+                               rope_base=500000.0),
+    "llama-3-8b": llama_spec(32, 4096, 32, 8, 14336, vocab_size=128256, n_ctx=8192,
+                             rope_base=500000.0, tie_embeddings=False),
 }
 
 

@@ -1,4 +1,5 @@
-"""Architecture spaces: pure, seeded samplers of :class:`ModelSpec`s (ViTs-1K / GPTs-1K style).
+"""Architecture spaces: pure, seeded samplers of :class:`ModelSpec`s (ViTs-1K / GPTs-1K style, and
+Llamas: the same bands and head groups plus a number of key/value groups per draw).
 
 An :class:`ArchSpace` joins a space config (depth bands, width grid, head groups, MLP ratios; see
 :mod:`logah.config.arch`) with a *task template* spec that fixes everything the task decides:
@@ -63,6 +64,9 @@ class ArchSpace:
         validate_space(cfg, prefix)
         self.cfg, self.template, self.prefix = cfg, template, prefix
         self.family = template.family
+        if cfg.kv_groups and self.family != "llama":
+            raise ConfigError(f"{prefix}.kv_groups: only a llama template has key/value groups "
+                              f"(model family {self.family!r})")
         self.patch_sizes = [int(p) for p in cfg.patch_sizes] or [template.patch_size]
         if self.family == "vit":
             for p in self.patch_sizes:
@@ -93,14 +97,20 @@ class ArchSpace:
                 return [int(h) for h in group]
         return []
 
+    def kv_choices(self, heads: int) -> list[int]:
+        """Llama: the ``kv_groups`` that divide ``heads`` (``[heads]``, i.e. MHA, if none)."""
+        return [int(k) for k in self.cfg.kv_groups if heads % int(k) == 0] or [heads]
+
     def make(self, n_layer: int, width: int, heads: int, mlp_ratio: float,
-             patch_size: Optional[int] = None) -> ModelSpec:
+             patch_size: Optional[int] = None, kv_heads: Optional[int] = None) -> ModelSpec:
         """The spec with these dims and everything else from the template."""
         head = width // heads
         changes = dict(
             n_layer=n_layer, d_model=width, n_heads=heads, d_qk=head, d_v=head,
             d_mlp=max(1, int(round(mlp_ratio * width))), growth=(),
         )
+        if self.family == "llama":
+            changes.update(n_kv_heads=int(kv_heads or heads), rope_dims=())
         if self.family == "vit":
             changes["patch_size"] = int(patch_size or self.patch_sizes[0])
         elif self.cfg.tie_embeddings is not None:
@@ -111,10 +121,10 @@ class ArchSpace:
         heads = self.head_choices(width)
         if not heads:
             raise ConfigError(f"{self.prefix}.head_groups: no group divides width {width}")
-        return self.make(
-            depth, width, int(rng.choice(heads)), float(rng.choice(self.cfg.mlp_ratios)),
-            int(rng.choice(self.patch_sizes)),
-        )
+        h = int(rng.choice(heads))
+        ratio, patch = float(rng.choice(self.cfg.mlp_ratios)), int(rng.choice(self.patch_sizes))
+        kv = int(rng.choice(self.kv_choices(h))) if self.family == "llama" else None
+        return self.make(depth, width, h, ratio, patch, kv)
 
     def _fits(self, spec: ModelSpec) -> bool:
         return self.cfg.max_params is None or num_params(spec) <= self.cfg.max_params
@@ -160,11 +170,13 @@ class ArchSpace:
         for depth in self.depths:
             for width in self.widths(depth):
                 for heads in self.head_choices(width):
+                    kvs = self.kv_choices(heads) if self.family == "llama" else [None]
                     for ratio in sorted(set(float(r) for r in self.cfg.mlp_ratios)):
                         for patch in sorted(set(self.patch_sizes)):
-                            spec = self.make(depth, width, heads, ratio, patch)
-                            if self._fits(spec):
-                                out.append(spec)
+                            for kv in sorted(set(kvs), key=lambda k: k or 0):
+                                spec = self.make(depth, width, heads, ratio, patch, kv)
+                                if self._fits(spec):
+                                    out.append(spec)
         return out
 
     def contains(self, spec: ModelSpec) -> bool:

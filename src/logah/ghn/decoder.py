@@ -12,6 +12,10 @@ shape, so prediction batches every node of a shape into one call:
 * ``decode_nd_items(...)`` -> ``decode_nd``'s g tensors as a list plus the squared norms of their
   out-channel rows (g, co), for the training regulariser (a fused tensor's slices each get their
   own norm; the low-rank decoder gets them from r x r Gram matrices, never from W).
+* ``prepare_rows(...)`` -> ``rows(j, r0, r1)``: rows ``r0:r1`` of item j of a 2-D request, so a
+  tensor larger than memory (a 128256 x 4096 embedding is 2.1 GB in float32) is produced in row
+  blocks. Low-rank: ``A[r0:r1] B`` (tiled: rows of the tiled block, scaled by the tiled tensor's
+  exact std from per-row/column tile counts); the dense decoder decodes the item once and slices.
 
 :class:`LowRankDecoder` (LoGAH) never materialises a K-wide intermediate: it computes only the
 slices of the shared Linear(r, K)'s output that the requested factors need, folds normalisation
@@ -64,8 +68,45 @@ def _to_4d(w: torch.Tensor, shape4: tuple[int, int, int, int]) -> torch.Tensor:
     return w.transpose(-3, -2) if kh * kw > 1 else w.view(*w.shape[:-4], co, ci, kh, kw)
 
 
+def _tile_counts(total: int, block: int) -> torch.Tensor:
+    """How many times each of ``block`` rows occurs when tiled (cut) to ``total`` rows: (block,)."""
+    full, rest = divmod(total, block)
+    return torch.full((block,), full, dtype=torch.float64).index_fill_(
+        0, torch.arange(rest), full + 1)
+
+
+def _tiled_std(w: torch.Tensor, rows: int, cols: int, block: int = 2048) -> torch.Tensor:
+    """Unbiased std of ``tile(w, rows, cols)`` for one (m, n) block, without tiling: sums weighted
+    by how often each row / column occurs, in float64, ``block`` rows at a time (a 32768 x 4096
+    block in float64 would be 1 GB, twice)."""
+    cr, cc = _tile_counts(rows, w.shape[0]).to(w.device), _tile_counts(cols, w.shape[1]).to(w.device)
+    total = sq = torch.zeros((), dtype=torch.float64, device=w.device)
+    for r0 in range(0, w.shape[0], block):
+        w64 = w[r0:r0 + block].double()
+        total = total + cr[r0:r0 + block] @ w64 @ cc
+        sq = sq + cr[r0:r0 + block] @ w64.square_() @ cc
+    numel = rows * cols
+    return ((sq - total * total / numel) / max(numel - 1, 1)).clamp(min=0).sqrt()
+
+
 class _DecoderBase:
     """Shared by both decoders: streaming preparation and once-per-shape tiling messages."""
+
+    def prepare_rows(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
+                     std_target: torch.Tensor, scale: torch.Tensor, classifier: bool = False
+                     ) -> Callable[[int, int, int], torch.Tensor]:
+        """``rows(j, r0, r1)`` -> rows r0:r1 of item j (co, ci) of a 2-D request. This fallback
+        decodes item j once (kept until another item is asked for) and slices it."""
+        take = self.prepare_nd(x, shape4, std_target, scale, classifier)
+        last: dict[int, torch.Tensor] = {}
+
+        def rows(j: int, r0: int, r1: int) -> torch.Tensor:
+            if j not in last:
+                last.clear()
+                last[j] = take(j).reshape(shape4[0], shape4[1])
+            return last[j][r0:r1]
+
+        return rows
 
     def prepare_nd(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
                    std_target: torch.Tensor, scale: torch.Tensor,
@@ -208,6 +249,35 @@ class LowRankDecoder(_DecoderBase, nn.Module):
             r0, r1 = rows if rows is not None else (0, shape4[0])
             return _to_4d(torch.matmul(a[j, r0 * kh:r1 * kh], b[j]), (r1 - r0, ci, kh, kw))
         return take
+
+    def prepare_rows(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
+                     std_target: torch.Tensor, scale: torch.Tensor, classifier: bool = False
+                     ) -> Callable[[int, int, int], torch.Tensor]:
+        """Row blocks of 2-D items (see the module doc); equal to ``decode_nd`` up to rounding."""
+        co, ci, kh, kw = shape4
+        if kh * kw != 1:
+            return super().prepare_rows(x, shape4, std_target, scale, classifier)
+        factors = self._scaled_factors(x, shape4, std_target, scale)
+        if factors is not None:
+            a, b = factors
+            return lambda j, r0, r1: torch.matmul(a[j, r0:r1], b[j])
+        bm, bn = min(co, self.K), min(ci, self.K)
+        self._warn((co, ci), (bm, bn))
+        a, b = self.factors(self.seeds(x), bm, bn)
+        blocks: dict[int, torch.Tensor] = {}
+
+        def rows(j: int, r0: int, r1: int) -> torch.Tensor:
+            if j not in blocks:  # item j's (bm, bn) block, scaled as decode_nd scales the tile
+                blocks.clear()
+                w = torch.matmul(a[j], b[j])
+                mult = _std_scale(_tiled_std(w, co, ci)[None], std_target[j:j + 1],
+                                  scale[j:j + 1])
+                blocks[j] = w.mul_(mult.to(w.dtype))  # in place: the block is 0.5 GB at 8B
+            w = blocks[j]
+            idx = torch.arange(r0, r1, device=w.device) % bm
+            return tile(w[idx][None], r1 - r0, ci)[0]
+
+        return rows
 
     def _scaled_factors(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
                         std_target: torch.Tensor, scale: torch.Tensor

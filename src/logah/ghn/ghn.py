@@ -7,7 +7,9 @@ LayerNorm -> decoder (low-rank LoGAH or tiled GHN-3) -> per-family normalisation
   shape are decoded in one call); plug into a meta-built target with
   ``torch.func.functional_call(model, params, x)``.
 * ``ghn.predict(graph)`` -> iterator of ``(name, tensor)`` under ``no_grad``: one tensor at a time,
-  so a caller can write and free each before the next (``logah predict``).
+  so a caller can write and free each before the next (``logah predict``). With
+  ``chunk_numel``, 2-D tensors larger than that come as consecutive row blocks under one name
+  (``logah predict`` of llama-3-8b: a 128256 x 4096 embedding never exists whole in float32).
 """
 
 from __future__ import annotations
@@ -266,8 +268,12 @@ class GHN(nn.Module):
                         for f, items in zip(fro, plans, strict=True)]
 
     @torch.no_grad()
-    def predict(self, graph: Data) -> Iterator[tuple[str, torch.Tensor]]:
+    def predict(self, graph: Data, chunk_numel: int | None = None
+                ) -> Iterator[tuple[str, torch.Tensor]]:
         """Stream ``(name, tensor)`` for every parameter of one graph, one tensor at a time.
+
+        ``chunk_numel``: a 2-D tensor with more elements is yielded as consecutive row blocks
+        ``(name, rows)`` of at most that many elements (same values up to rounding).
 
         The encoder runs once. When the iterator first reaches a shape, the small per-node work
         of every node of that shape is done at once (low-rank: seeds, factors, std — a few
@@ -283,6 +289,9 @@ class GHN(nn.Module):
         groups = units_of(items)
         ready: dict[tuple, tuple[dict[Hashable, int], Callable[..., torch.Tensor]]] = {}
         for it in items:
+            if chunk_numel and len(it.shape) == 2 and math.prod(it.shape) > chunk_numel:
+                yield from self._predict_rows(h, it, groups[it.key], chunk_numel)
+                continue
             with self._no_autocast():
                 if it.key not in ready:
                     with small():
@@ -291,6 +300,19 @@ class GHN(nn.Module):
                 with small() if math.prod(it.shape) < BIG else contextlib.nullcontext():
                     tensor = take(index[it.unit], it)
             yield it.name, tensor
+
+    def _predict_rows(self, h: torch.Tensor, it: Item, group: Sequence[Item],
+                      chunk_numel: int) -> Iterator[tuple[str, torch.Tensor]]:
+        """Item ``it`` as row blocks (prepared for this item alone, so nothing else is held)."""
+        with self._no_autocast():
+            x = h[torch.tensor([it.node], device=h.device)]
+            std = x.new_tensor([it.rule.std_target])
+            scale = x.new_tensor([it.rule.scale])
+            rows = self.decoder.prepare_rows(x, it.key[1], std, scale, it.classifier)
+            step, start = max(1, chunk_numel // it.shape[1]), it.rows[0]  # a fused unit's slice
+            for r0 in range(0, it.shape[0], step):
+                r1 = min(r0 + step, it.shape[0])
+                yield it.name, rows(0, start + r0, start + r1)
 
     def _prepare(self, h: torch.Tensor, key: tuple, units: Sequence[list[Item]]
                  ) -> tuple[dict[Hashable, int], Callable[..., torch.Tensor]]:

@@ -1,6 +1,6 @@
 """GHNs on disk: a directory with ``ghn.safetensors`` (weights) + ``ghn.json`` (resolved config).
 
-:func:`load_ghn` also accepts ``random:<preset>`` (a seeded random initialisation, for smoke tests
+:func:`load_ghn` also accepts ``pretrained:NAME`` (a GHN shipped with the package), ``random:<preset>`` (a seeded random initialisation, for smoke tests
 and benchmarks) and a Lightning checkpoint written by ``logah train-ghn`` (``state_dict`` keys
 ``ghn.<GHN keys>``, ``hyper_parameters["ghn"]`` = the GHN config as a dict). Loading is strict.
 """
@@ -25,14 +25,16 @@ GHN_WEIGHTS = "ghn.safetensors"
 GHN_CONFIG = "ghn.json"
 FORMAT = "logah-ghn"
 RANDOM_PREFIX = "random:"
+PRETRAINED_PREFIX = "pretrained:"
 
 
 class GHNLoadError(LogahError):
     """A GHN file or directory is missing, unreadable or does not match its config."""
 
 
-def save_ghn(ghn: GHN, path: str | os.PathLike) -> Path:
-    """Write ``path/ghn.safetensors`` + ``path/ghn.json`` (atomically, as one directory)."""
+def save_ghn(ghn: GHN, path: str | os.PathLike, extra_files: dict[str, str] | None = None) -> Path:
+    """Write ``path/ghn.safetensors`` + ``path/ghn.json`` (atomically, as one directory), plus
+    ``extra_files`` (file name -> text, e.g. a pretrained entry's model card) in the same step."""
     out = Path(path)
     meta = {"format": FORMAT, "version": 1, "config": ghn.config.to_dict(),
             "num_params": ghn.num_params()}
@@ -40,19 +42,26 @@ def save_ghn(ghn: GHN, path: str | os.PathLike) -> Path:
         state = {k: v.detach().to("cpu").contiguous() for k, v in ghn.state_dict().items()}
         save_file(state, str(tmp / GHN_WEIGHTS), metadata={"format": FORMAT})
         (tmp / GHN_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
     return out
 
 
 def load_ghn(path: str | os.PathLike, map_location: str | torch.device = "cpu",
              seed: int = 0) -> GHN:
-    """A GHN from ``random:<preset>``, a :func:`save_ghn` directory (or its ``ghn.safetensors``),
-    or a Lightning ``.ckpt`` from ``logah train-ghn``. Returned in eval mode.
+    """A GHN from ``pretrained:NAME`` (shipped with the package, see :mod:`logah.ghn.pretrained`),
+    ``random:<preset>``, a :func:`save_ghn` directory (or its ``ghn.safetensors``), or a
+    Lightning ``.ckpt`` from ``logah train-ghn``. Returned in eval mode.
 
     Raises:
         GHNLoadError: naming the path and what is wrong (missing file, no GHN config, weights
             that do not match the config).
     """
     src = str(path)
+    if src.startswith(PRETRAINED_PREFIX):
+        from logah.ghn.pretrained import load_pretrained
+
+        return load_pretrained(src[len(PRETRAINED_PREFIX):], map_location=map_location)
     if src.startswith(RANDOM_PREFIX):
         preset = src[len(RANDOM_PREFIX):]
         if preset not in GHN_PRESETS:

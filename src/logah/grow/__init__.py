@@ -1,4 +1,5 @@
-"""Function-preserving growth of GPT-2 / ViT: Gesmundo & Maile's six expansions, exact for LN.
+"""Function-preserving growth of GPT-2 / ViT / Llama: Gesmundo & Maile's six expansions, exact for
+LayerNorm (mean-padding) and RMSNorm (zero-padding), with grouped-query heads and rotary q/k.
 
 Each operator is a pure function ``(spec, state_dict, new_value, *, seed, init) -> (spec',
 state_dict')`` whose output model computes the same function as the input (float64: max |diff| of
@@ -15,9 +16,12 @@ expand_hidden          d_model    writers mean-padded, new LN bias = 0; gains x 
                                   ln_eps x h/h'
 add_layers             n_layer    new blocks' attn.proj, mlp.proj (weight, bias) = 0
 extend_context         n_ctx      (new positions only reachable by longer sequences)
+add_kv_groups          n_kv_heads Llama: new groups' attn.proj columns = 0
 =====================  =========  ============================================================
 
-Free entries are drawn from :class:`~logah.config.grow.GrowInit` (N(0, std) weights). Plans:
+Llama specifics (heads per KV group, d_qk split over the rotary halves with the old frequencies
+recorded in ``spec.rope_dims``, zero-padded writers under RMSNorm): :mod:`logah.grow.gqa`,
+docs/grow.md. Free entries are drawn from :class:`~logah.config.grow.GrowInit` (N(0, std) weights). Plans:
 :func:`plan_growth` derives the steps from a target spec, :func:`apply_plan` runs them.
 No Lightning here: this package depends on ``logah.nn`` and ``logah.config`` only.
 """
@@ -25,6 +29,7 @@ No Lightning here: this package depends on ``logah.nn`` and ``logah.config`` onl
 from logah.config.grow import GROW_OPS, GrowInit, GrowPlan, GrowStep, load_plan
 from logah.grow.common import GrowError
 from logah.grow.depth import add_layers, extend_context, spread_positions
+from logah.grow.gqa import add_kv_groups
 from logah.grow.hidden import expand_hidden
 from logah.grow.plan import (
     OPS,
@@ -45,6 +50,7 @@ __all__ = [
     "GrowPlan",
     "GrowStep",
     "add_heads",
+    "add_kv_groups",
     "add_layers",
     "apply_plan",
     "check_growth",

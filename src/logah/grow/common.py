@@ -14,7 +14,7 @@ import torch
 
 from logah.config.errors import LogahError
 from logah.config.grow import GrowInit
-from logah.config.specs import ModelSpec
+from logah.config.specs import CAUSAL_LM, ModelSpec
 from logah.nn import build_model
 from logah.nn.io import check_state
 
@@ -22,7 +22,15 @@ State = dict[str, torch.Tensor]
 Seed = int | torch.Generator | None
 
 # The dims a growth step records as its source (what the model looked like before the step).
-DIMS = ("n_layer", "d_model", "n_heads", "d_qk", "d_v", "d_mlp", "n_ctx")
+DIMS = ("n_layer", "d_model", "n_heads", "d_qk", "d_v", "d_mlp", "n_ctx", "n_kv_heads")
+
+
+def source_dims(spec: ModelSpec) -> dict[str, int]:
+    """The dims of ``spec`` a growth step records (n_ctx for LMs, n_kv_heads for Llama)."""
+    skip = {"n_ctx"} if spec.family not in CAUSAL_LM else set()
+    if spec.family != "llama":
+        skip.add("n_kv_heads")
+    return {k: getattr(spec, k) for k in DIMS if k not in skip}
 
 
 class GrowError(LogahError):
@@ -42,6 +50,8 @@ def noise(shape: tuple[int, ...] | torch.Size, std: float, like: torch.Tensor,
     """``mean + N(0, std)`` of ``shape`` in ``like``'s dtype/device (drawn in float64 on CPU, so
     the same seed gives the same values whatever the dtype)."""
     x = torch.randn(tuple(shape), generator=gen, dtype=torch.float64) * std
+    if like.is_meta:  # shapes only (a grown spec derived without reading any weights)
+        return torch.empty(tuple(shape), dtype=like.dtype, device="meta")
     return (x + mean).to(dtype=like.dtype, device=like.device)
 
 
@@ -96,7 +106,7 @@ class Step:
             "args": {"to": self.to, **(args or {})},
             "seed": self.seed,
             "init": dataclasses.asdict(self.init),
-            "source": {k: getattr(spec, k) for k in DIMS if spec.family == "gpt2" or k != "n_ctx"},
+            "source": source_dims(spec),
         }
         return spec.replace(growth=(*spec.growth, step), **{self.field: self.to}, **changes)
 

@@ -1,4 +1,4 @@
-"""Layer addition at any positions, and GPT-2 context extension.
+"""Layer addition at any positions, and context extension of the language models.
 
 A new pre-LN block ``x + attn(ln_1(x))``, ``+ mlp(ln_2(x))`` is the identity when both residual
 writers are zero: ``attn.proj`` and ``mlp.proj`` (weights and biases) = 0. Everything else in the
@@ -14,7 +14,7 @@ import math
 import torch
 
 from logah.config.grow import GrowInit
-from logah.config.specs import ModelSpec
+from logah.config.specs import CAUSAL_LM, ModelSpec
 from logah.grow.common import (
     GrowError,
     Seed,
@@ -101,18 +101,22 @@ def add_layers(spec: ModelSpec, state: State, n_layer: int, positions: list[int]
 
 def extend_context(spec: ModelSpec, state: State, n_ctx: int, *, seed: Seed = 0,
                    init: GrowInit | None = None) -> tuple[ModelSpec, State]:
-    """GPT-2 context extension ``n_ctx -> n_ctx'``: new ``wpe`` rows ~ N(0, std).
+    """Context extension ``n_ctx -> n_ctx'``. GPT-2: new ``wpe`` rows ~ N(0, std). Llama: no
+    tensor changes (rotary positions have no parameters; only the length bound moves).
 
     Outputs on every sequence the old model accepts (length <= old n_ctx) are unchanged: the new
     positions are only used by longer sequences.
     """
-    if spec.family != "gpt2":
-        raise GrowError(f"n_ctx: only GPT-2 has a context length (this is a {spec.family} model)")
+    if spec.family not in CAUSAL_LM:
+        raise GrowError(f"n_ctx: only the language models have a context length (this is a "
+                        f"{spec.family} model)")
     step = begin(spec, state, "n_ctx", n_ctx, seed, init)
     if step.n == 0:
         return spec, dict(state)
     gen, n, init = step.gen, step.n, step.init
     out = dict(state)
+    if "wpe.weight" not in state:  # rotary (Llama): nothing to add
+        return step.record(spec), out
     w = state["wpe.weight"]  # (n_ctx, d_model)
     out["wpe.weight"] = cat_new(w, 0, noise(new_shape(w, 0, n), init.std, w, gen))
     return step.record(spec), out

@@ -70,7 +70,9 @@ def _dims_changed(spec: ModelSpec, step: GrowStep, name: str,
     changes (every other dim keeps its positions)."""
     op, local = step.op, name.split(".", 2)[-1] if name.startswith("blocks.") else name
     H = spec.n_heads
-    if op == "d_mlp" and local in ("mlp.fc.weight", "mlp.fc.bias"):
+    if spec.family == "llama" and op in ("n_heads", "d_v", "d_qk"):
+        return _llama_dims_changed(spec, step, local)
+    if op == "d_mlp" and local in ("mlp.fc.weight", "mlp.fc.bias", "mlp.gate.weight"):
         return {0: _ar(shape[0])}
     if op == "d_mlp" and local == "mlp.proj.weight":
         return {1: _ar(shape[1])}
@@ -87,6 +89,29 @@ def _dims_changed(spec: ModelSpec, step: GrowStep, name: str,
     return {}
 
 
+def _llama_dims_changed(spec: ModelSpec, step: GrowStep, local: str) -> dict[int, torch.Tensor]:
+    """Llama's per-group query heads, GQA value heads and rotary halves (logah.grow.gqa)."""
+    H, kv, k, v = spec.n_heads, spec.kv_heads, spec.d_qk, spec.d_v
+    if step.op == "n_heads":  # query head (group, h) moves to group * g' + h
+        g, g2 = H // kv, step.to // kv
+        heads = (torch.arange(kv)[:, None] * g2 + torch.arange(g)[None, :]).reshape(-1)
+        per = {"attn.q.weight": (0, k), "attn.proj.weight": (1, v)}.get(local)
+        if per is None:
+            return {}
+        dim, width = per
+        return {dim: (heads[:, None] * width + torch.arange(width)[None, :]).reshape(-1)}
+    if step.op == "d_v":
+        if local == "attn.v.weight":
+            return {0: _per_head(kv, v, step.to)}
+        return {1: _per_head(H, v, step.to)} if local == "attn.proj.weight" else {}
+    heads = {"attn.q.weight": H, "attn.k.weight": kv}.get(local)  # d_qk: both rotary halves
+    if heads is None:
+        return {}
+    h, h2 = k // 2, step.to // 2
+    inside = torch.cat([torch.arange(h), h2 + torch.arange(h)])  # old dim -> new dim in a head
+    return {0: (torch.arange(heads)[:, None] * step.to + inside[None, :]).reshape(-1)}
+
+
 def _scale(spec: ModelSpec, step: GrowStep, name: str) -> float:
     if step.op == "d_qk" and ".attn.k." in f".{name}":
         return (step.to / spec.d_qk) ** 0.5
@@ -97,6 +122,13 @@ def _scale(spec: ModelSpec, step: GrowStep, name: str) -> float:
 
 def grown_spec(spec: ModelSpec, step: GrowStep) -> ModelSpec:
     """The spec's dims after ``step`` (``ln_eps`` and the history are not tracked here)."""
+    if spec.family == "llama":  # what logah.grow.gqa records beside the grown field
+        if step.op == "n_heads":
+            return spec.replace(n_heads=step.to, n_kv_heads=spec.kv_heads)
+        if step.op == "n_kv_heads":
+            return spec.replace(n_kv_heads=step.to, n_heads=step.to * spec.n_heads // spec.kv_heads)
+        if step.op == "d_qk":
+            return spec.replace(d_qk=step.to, rope_dims=(*(spec.rope_dims or (spec.d_qk,)), step.to))
     return spec.replace(**{step.op: step.to})
 
 

@@ -1,4 +1,5 @@
-"""Hidden-dimension expansion ``d_model h -> h'``, exact for pre-LayerNorm models (mean-padding).
+"""Hidden-dimension expansion ``d_model h -> h'``, exact for pre-LayerNorm models (mean-padding)
+and pre-RMSNorm models (zero-padding).
 
 Every tensor touching the residual stream changes together. The construction keeps the invariant
 
@@ -23,6 +24,12 @@ Roles (PyTorch layout; "dim" is where d_model sits):
 - readers: q/k/v/fc weights and the LM / classifier head: new columns ~ N(0, std).
 - LayerNorms: as above; new gain entries = mean of the rescaled old gains + N(0, ln_std).
 This leaves every old weight untouched (only gains are rescaled), unlike centring the writers.
+
+RMSNorm (Llama, ``NORM_KIND == "rmsnorm"``) has no mean to keep, so writers are **zero**-padded
+instead (the paper's rule): the residual is ``[x | 0]``, its mean square over h' is
+(h/h') * ms(x), and with the same ``g' = [sqrt(h/h') g | free]`` and ``eps' = eps h/h'``
+the old outputs are x / sqrt((h/h')(ms + eps)) * sqrt(h/h') g = RMSNorm(x) and the new ones
+0 * g'_new = 0. Mean-padding would be wrong there: the padding adds mu^2 to the mean square.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import math
 import torch
 
 from logah.config.grow import GrowInit
-from logah.config.specs import ModelSpec
+from logah.config.specs import NORM_KIND, ModelSpec
 from logah.grow.common import (
     GrowError,
     Seed,
@@ -51,7 +58,7 @@ WRITERS = {
     "attn.proj.weight": 0, "attn.proj.bias": 0, "mlp.proj.weight": 0, "mlp.proj.bias": 0,
 }
 READERS = {"attn.q.weight": 1, "attn.k.weight": 1, "attn.v.weight": 1, "mlp.fc.weight": 1,
-           "lm_head.weight": 1, "head.weight": 1}
+           "mlp.gate.weight": 1, "lm_head.weight": 1, "head.weight": 1}
 NORMS = ("ln_1", "ln_2", "ln_f")
 UNCHANGED = ("attn.q.bias", "attn.k.bias", "attn.v.bias", "mlp.fc.bias", "head.bias")
 
@@ -77,10 +84,16 @@ def _mean_pad(t: torch.Tensor, dim: int, n: int) -> torch.Tensor:
     return cat_new(t, dim, t.mean(dim=dim, keepdim=True).expand(new_shape(t, dim, n)))
 
 
+def _zero_pad(t: torch.Tensor, dim: int, n: int) -> torch.Tensor:
+    """Append ``n`` zero slices along ``dim`` (RMSNorm's invariant ``[x | 0]``, see module doc)."""
+    return cat_new(t, dim, zeros(new_shape(t, dim, n), t))
+
+
 def expand_hidden(spec: ModelSpec, state: State, d_model: int, *, seed: Seed = 0,
                   init: GrowInit | None = None) -> tuple[ModelSpec, State]:
     """Hidden expansion ``d_model -> d_model'`` of the whole model (every layer, embeddings,
-    positions, class token, patch embedding, final norm, head), exact for LayerNorm.
+    positions, class token, patch embedding, final norm, head), exact for LayerNorm
+    (mean-padded writers) and RMSNorm (zero-padded writers).
 
     ``spec.ln_eps`` becomes ``ln_eps * d_model / d_model'`` (one eps for every LayerNorm).
     """
@@ -89,11 +102,12 @@ def expand_hidden(spec: ModelSpec, state: State, d_model: int, *, seed: Seed = 0
         return spec, dict(state)
     gen, n, init = step.gen, step.n, step.init
     ratio = spec.d_model / d_model  # h / h'
+    pad = _zero_pad if NORM_KIND[spec.family] == "rmsnorm" else _mean_pad
     out: State = {}
     for name, t in state.items():
         role, dim = _role(name)
         if role == "writer":
-            out[name] = _mean_pad(t, dim, n)
+            out[name] = pad(t, dim, n)
         elif role == "reader":
             out[name] = cat_new(t, dim, noise(new_shape(t, dim, n), init.std, t, gen))
         elif role == "gain":

@@ -12,15 +12,17 @@ from typing import Any
 from logah.config.errors import ConfigError
 from logah.config.grow import GROW_OPS, GrowInit, GrowStep, step_from_dict
 from logah.config.model import ModelConfig, override_spec
-from logah.config.specs import PRESETS, ModelSpec
+from logah.config.specs import CAUSAL_LM, PRESETS, ModelSpec
 from logah.grow.common import GrowError, Seed, State, generator
 from logah.grow.depth import add_layers, extend_context, spread_positions
+from logah.grow.gqa import add_kv_groups
 from logah.grow.hidden import expand_hidden
 from logah.grow.width import add_heads, expand_attention, expand_heads, expand_mlp
 
 OPS: dict[str, Callable[..., tuple[ModelSpec, State]]] = {
     "n_ctx": extend_context,
     "d_mlp": expand_mlp,
+    "n_kv_heads": add_kv_groups,
     "n_heads": add_heads,
     "d_v": expand_heads,
     "d_qk": expand_attention,
@@ -33,11 +35,19 @@ assert tuple(OPS) == GROW_OPS  # one order, defined in logah.config.grow
 FIXED = {
     "gpt2": ("vocab_size", "tie_embeddings"),
     "vit": ("image_size", "patch_size", "in_chans", "num_classes"),
+    "llama": ("vocab_size", "tie_embeddings", "rope_base"),
 }
 
 
 def growable(spec: ModelSpec) -> tuple[str, ...]:
-    return tuple(op for op in GROW_OPS if spec.family == "gpt2" or op != "n_ctx")
+    skip = {"n_ctx"} if spec.family not in CAUSAL_LM else set()
+    if spec.family != "llama":
+        skip.add("n_kv_heads")
+    return tuple(op for op in GROW_OPS if op not in skip)
+
+
+def _dim(spec: ModelSpec, op: str) -> int:
+    return spec.kv_heads if op == "n_kv_heads" else getattr(spec, op)
 
 
 def check_growth(src: ModelSpec, target: ModelSpec) -> None:
@@ -48,8 +58,12 @@ def check_growth(src: ModelSpec, target: ModelSpec) -> None:
         if getattr(src, f) != getattr(target, f):
             raise GrowError(f"{f}: growth keeps it fixed ({getattr(src, f)}), target has "
                             f"{getattr(target, f)}")
-    shrinking = [f"{f} {getattr(src, f)} -> {getattr(target, f)}" for f in growable(src)
-                 if getattr(target, f) < getattr(src, f)]
+    shrinking = [f"{f} {_dim(src, f)} -> {_dim(target, f)}" for f in growable(src)
+                 if _dim(target, f) < _dim(src, f)]
+    if src.family == "llama" and not shrinking:
+        g, g2 = src.n_heads // src.kv_heads, target.n_heads // target.kv_heads
+        if g2 < g:
+            shrinking = [f"query heads per KV group {g} -> {g2}"]
     if shrinking:
         hint = ""
         if target.n_heads > src.n_heads and any(s.startswith(("d_qk", "d_v")) for s in shrinking):
@@ -61,15 +75,20 @@ def check_growth(src: ModelSpec, target: ModelSpec) -> None:
 def plan_growth(src: ModelSpec, target: ModelSpec) -> list[dict[str, Any]]:
     """The steps that grow ``src`` into ``target`` (only the target's dims are used).
 
-    Order: n_ctx, d_mlp, n_heads, d_v, d_qk, d_model, n_layer (last, so new layers are built at
-    full width); new layers are spread evenly (:func:`spread_positions`). The grown spec equals
-    ``target`` except ``ln_eps``, which hidden growth sets to ``src.ln_eps * d_model/d_model'``.
+    Order: n_ctx, d_mlp, n_kv_heads, n_heads, d_v, d_qk, d_model, n_layer (last, so new layers
+    are built at full width); new layers are spread evenly (:func:`spread_positions`). The grown
+    spec equals ``target`` except ``ln_eps``, which hidden growth sets to
+    ``src.ln_eps * d_model/d_model'`` (and a Llama's ``rope_dims`` after d_qk growth). Llama KV
+    groups come first, keeping the group size, so ``n_heads`` then only adds heads per group.
     """
     check_growth(src, target)
     steps = []
+    cur = {op: _dim(src, op) for op in growable(src)}
     for op in growable(src):
-        if getattr(target, op) != getattr(src, op):
-            step: dict[str, Any] = {"op": op, "to": getattr(target, op)}
+        if _dim(target, op) != cur[op]:
+            step: dict[str, Any] = {"op": op, "to": _dim(target, op)}
+            if op == "n_kv_heads":  # each new group brings g query heads
+                cur["n_heads"] = _dim(target, op) * (src.n_heads // src.kv_heads)
             if op == "n_layer":
                 step["positions"] = spread_positions(src.n_layer, target.n_layer - src.n_layer)
             steps.append(step)
@@ -100,8 +119,9 @@ def grow(spec: ModelSpec, state: State, target: ModelSpec, *, seed: Seed = 0,
 
 
 def same_dims(a: ModelSpec, b: ModelSpec) -> bool:
-    """Equal apart from ``ln_eps`` and the growth history."""
-    return a.replace(ln_eps=b.ln_eps, growth=()) == b.replace(growth=())
+    """Equal apart from ``ln_eps``, rotary frequency bookkeeping (``rope_dims``, which d_qk growth
+    writes) and the growth history."""
+    return a.replace(ln_eps=b.ln_eps, rope_dims=b.rope_dims, growth=()) == b.replace(growth=())
 
 
 def resolve_target(src: ModelSpec, to: str) -> ModelSpec:

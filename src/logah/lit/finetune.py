@@ -21,10 +21,17 @@ from lightning.pytorch.callbacks import Callback
 from logah.config.errors import ConfigError
 from logah.config.model import resolve_spec
 from logah.config.runs import FinetuneConfig
-from logah.config.specs import ModelSpec
+from logah.config.specs import CAUSAL_LM, ModelSpec
 from logah.grow.schedule import resolve_schedule
+from logah.lit.flops import FlopsCounter
 from logah.lit.growth import GrowthCallback, checkpoint_spec
-from logah.lit.init import build_target, model_config_for, parse_init, resolve_init_spec
+from logah.lit.init import (
+    build_target,
+    check_init_options,
+    model_config_for,
+    parse_init,
+    resolve_init_spec,
+)
 from logah.lit.optim import check_optim_config
 from logah.lit.rundir import check_run, is_rank_zero, run_dir, start_run
 from logah.lit.target_module import module_for
@@ -50,8 +57,9 @@ def check_label_smoothing(value: float, spec: ModelSpec) -> None:
     """``label_smoothing`` is in [0, 1) and only set for image classification."""
     if not 0.0 <= value < 1.0:
         raise ConfigError(f"label_smoothing: must be in [0, 1), got {value}")
-    if value and spec.family == "gpt2":
-        raise ConfigError("label_smoothing: applies to image classification; the model is a GPT-2")
+    if value and spec.family in CAUSAL_LM:
+        raise ConfigError(f"label_smoothing: applies to image classification; the model is a "
+                          f"{spec.family} language model")
 
 
 def check_data(dm: Any, spec: ModelSpec, data_name: str) -> None:
@@ -61,8 +69,9 @@ def check_data(dm: Any, spec: ModelSpec, data_name: str) -> None:
         ConfigError / DataError: one line naming the config keys that disagree.
     """
     is_text = getattr(dm, "vocab_size", None) is not None
-    if spec.family == "gpt2" and not is_text:
-        raise ConfigError(f"data.name: {data_name!r} is image data but the model is a GPT-2; "
+    if spec.family in CAUSAL_LM and not is_text:
+        raise ConfigError(f"data.name: {data_name!r} is image data but the model is a "
+                          f"{spec.family} language model; "
                           "use data.name=brown or data.name=text")
     if spec.family == "vit" and is_text:
         raise ConfigError(f"data.name: {data_name!r} is text but the model is a ViT; "
@@ -84,8 +93,9 @@ def resolve_run_spec(cfg: FinetuneConfig, model_given: bool) -> tuple[FinetuneCo
     """The spec to train and the config to record (with an adopted weights spec written out)."""
     init = parse_init(cfg.init)
     spec = resolve_spec(cfg.model)
-    chosen = resolve_init_spec(spec, init, model_given)
-    if chosen != spec:
+    check_init_options(cfg.init_opts)
+    chosen = resolve_init_spec(spec, init, model_given, cfg.init_opts)
+    if init.kind == "weights" and chosen != spec:
         _say(f"finetune: model spec taken from {init.path} (no model.* setting given)")
         cfg = dataclasses.replace(cfg, model=model_config_for(chosen))
     return cfg, chosen
@@ -127,8 +137,10 @@ def finetune(
     # A resumed run takes its weights from the checkpoint, so the init file is not read again; a
     # run that grew resumes with the spec its checkpoint recorded.
     run_spec = (checkpoint_spec(resume.path) or spec) if resume is not None else spec
-    model = build_target(run_spec, init, seed=cfg.seed, load_weights=resume is None)
+    model = build_target(run_spec, init, seed=cfg.seed, load_weights=resume is None,
+                         opts=cfg.init_opts)
     module = module_for(model, cfg.optim, cfg.label_smoothing)
+    callbacks = [*callbacks, FlopsCounter()]  # perf/flops: cumulative training FLOPs
     if stages:
         callbacks = [*callbacks, GrowthCallback(stages, cfg.grow)]
     trainer = build_trainer(

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from logah.config.specs import ModelSpec
+from logah.config.specs import CAUSAL_LM, ModelSpec
 from logah.config.train import OptimConfig
 from logah.ghn.diversity import depth_diversity
 from logah.lit.optim import configure_optimizers
@@ -252,7 +252,7 @@ class GHNModule(L.LightningModule):
         loss = reduce(st["sums"], reduce_op="sum") / count  # (2, n): per architecture
         acc = reduce(st["correct"], reduce_op="sum") / count
         kinds = st["archs"].kinds
-        is_text = st["archs"].specs[0].family == "gpt2"
+        is_text = st["archs"].specs[0].family in CAUSAL_LM
         values: dict[str, torch.Tensor] = {}
         for j, which in enumerate(("zero_shot", "random_init")):
             values[f"val/{which}_loss"] = loss[j].mean()

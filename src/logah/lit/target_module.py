@@ -18,6 +18,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from logah.config.specs import CAUSAL_LM
 from logah.config.train import OptimConfig
 from logah.lit.optim import configure_optimizers
 
@@ -167,6 +168,6 @@ class ImageClassifier(TargetModule):
 def module_for(model: nn.Module, optim: OptimConfig, label_smoothing: float = 0.0) -> TargetModule:
     """The LightningModule for a model's family: :class:`CausalLM` or :class:`ImageClassifier`
     (``label_smoothing`` applies to image classification only)."""
-    if model.spec.family == "gpt2":
+    if model.spec.family in CAUSAL_LM:
         return CausalLM(model, optim)
     return ImageClassifier(model, optim, label_smoothing=label_smoothing)

@@ -11,9 +11,13 @@ from torch import nn
 
 from logah.config.specs import ModelSpec
 from logah.nn.gpt2 import GPT2
+from logah.nn.llama import Llama
 from logah.nn.vit import ViT
 
-_FAMILIES: dict[str, type[nn.Module]] = {"gpt2": GPT2, "vit": ViT}
+# family -> module class; with logah.config.specs' FAMILY_FIELDS / NORM_KIND, the one place a
+# family is registered (docs/architecture.md lists the rest a family provides).
+_FAMILIES: dict[str, type[nn.Module]] = {"gpt2": GPT2, "vit": ViT, "llama": Llama}
+_NORMS = (nn.LayerNorm, nn.RMSNorm)
 INIT_SCHEMES = ("default", "orthogonal")
 
 
@@ -24,7 +28,7 @@ def build_model(
     seed: int | None = None,
     init: str = "default",
 ) -> nn.Module:
-    """Build a GPT-2 or ViT for ``spec``.
+    """Build the GPT-2, ViT or Llama for ``spec``.
 
     Args:
         device: ``"meta"`` builds shapes only (no memory, no init), used by graphs and GHN targets.
@@ -32,7 +36,8 @@ def build_model(
         seed: seeds a private generator for the init, so the same seed gives the same weights
             without touching the global RNG.
         init: ``default`` (GPT-2: N(0, 0.02), residual projections N(0, 0.02/sqrt(2 n_layer));
-            ViT: truncated normal std 0.02) or ``orthogonal``.
+            ViT: truncated normal std 0.02; Llama: N(0, 0.02) for every matrix, as HF's
+            ``initializer_range``) or ``orthogonal``.
     """
     with torch.device("meta"), _skip_reset_parameters():
         model = _FAMILIES[spec.family](spec)
@@ -52,7 +57,7 @@ def build_model(
 # is (re)initialised by init_weights anyway, so construction skips them.
 _RESETTABLE = tuple(
     next(c for c in cls.__mro__ if "reset_parameters" in c.__dict__)  # the defining class
-    for cls in (nn.Linear, nn.Embedding, nn.LayerNorm, nn.Conv2d)
+    for cls in (nn.Linear, nn.Embedding, nn.LayerNorm, nn.RMSNorm, nn.Conv2d)
 )
 
 
@@ -70,19 +75,21 @@ def _skip_reset_parameters() -> Iterator[None]:
 
 @torch.no_grad()
 def init_weights(model: nn.Module, scheme: str = "default", gen: torch.Generator | None = None) -> None:
-    """(Re-)initialise every parameter of a GPT2/ViT in place."""
+    """(Re-)initialise every parameter of a GPT2/ViT/Llama in place."""
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"init: {scheme!r} is not one of: {', '.join(INIT_SCHEMES)}")
     spec: ModelSpec = model.spec
     std = 0.02
     resid_std = std / math.sqrt(2 * spec.n_layer)
     for name, p in model.named_parameters():
-        if isinstance(_owner(model, name), nn.LayerNorm):
+        if isinstance(_owner(model, name), _NORMS):
             p.fill_(1.0 if name.endswith("weight") else 0.0)
         elif name.endswith("bias"):
             p.zero_()
         elif scheme == "orthogonal" and p.ndim >= 2 and not name.endswith(("pos_embed", "cls_token")):
             nn.init.orthogonal_(p.view(p.shape[0], -1), generator=gen)
+        elif spec.family == "llama":
+            p.normal_(0.0, std, generator=gen)  # HF LlamaPreTrainedModel: no residual scaling
         elif spec.family == "gpt2":
             s = resid_std if name.endswith(("attn.proj.weight", "mlp.proj.weight")) else std
             p.normal_(0.0, s, generator=gen)

@@ -1,8 +1,10 @@
 """Lossless conversion between our canonical state dicts and Hugging Face ``transformers``.
 
-Our GPT-2 maps onto ``GPT2LMHeadModel`` and our ViT onto ``ViTForImageClassification`` whenever
-the dims are standard (``spec.is_standard``: per-head q/k width == v width and
-``n_heads * d_qk == d_model``), which is what those classes can represent.
+Our GPT-2 maps onto ``GPT2LMHeadModel``, our ViT onto ``ViTForImageClassification`` and our Llama
+onto ``LlamaForCausalLM`` (its names and config in :mod:`logah.nn.hf_llama`) whenever the dims are
+standard (``spec.is_standard``: for GPT-2/ViT per-head q/k width == v width and
+``n_heads * d_qk == d_model``; for Llama ``d_qk == d_v`` and standard rotary frequencies), which is
+what those classes can represent.
 
 HF names live only in this module. On disk HF uses the long-standing checkpoint names (what
 ``save_pretrained`` writes in transformers 4 and 5 alike, e.g. ``vit.encoder.layer.{i}.attention.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +29,19 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from logah.config.errors import LogahError
-from logah.config.specs import ModelSpec
+from logah.config.hf_spec import HF_CONFIG_FILE, HFConversionError, spec_from_hf_config
+from logah.config.specs import CAUSAL_LM, ModelSpec
 from logah.nn.build import param_shapes
+from logah.nn.hf_llama import llama_config_dict, llama_export_problem, llama_names
 from logah.utils.fs import atomic_path
 
-HF_CONFIG_FILE = "config.json"
 HF_WEIGHTS_FILE = "model.safetensors"
-_GPT2_ACTS = ("gelu_new", "gelu_pytorch_tanh")  # both are the tanh-approximate GELU we use
 _GPT2_EOT = 50256  # <|endoftext|> in the GPT-2 BPE vocabulary
 # Tensors HF checkpoints may carry that are not parameters of the model (old GPT-2 causal-mask
 # buffers) or that ViTForImageClassification itself ignores (ViTModel's pooler).
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", "pooler.dense.weight", "pooler.dense.bias")
 
 State = dict[str, torch.Tensor]
-
-
-class HFConversionError(LogahError):
-    """A spec or state dict cannot be converted to/from Hugging Face without loss."""
 
 
 def _transformers() -> Any:
@@ -59,6 +56,14 @@ def _transformers() -> Any:
 
 def check_hf_exportable(spec: ModelSpec) -> None:
     """Raise :class:`HFConversionError` naming the dims unless ``spec.is_standard``."""
+    if spec.family == "llama":
+        problem = llama_export_problem(spec)
+        if problem:
+            raise HFConversionError(
+                f"cannot export to Hugging Face LlamaForCausalLM: {problem}; the model still saves "
+                f"exactly with logah.nn.io.save_weights(..., hf=False)"
+            )
+        return
     if not spec.is_standard:
         raise HFConversionError(
             f"cannot export to Hugging Face: non-standard dims d_model={spec.d_model}, "
@@ -72,6 +77,8 @@ def hf_config_dict(spec: ModelSpec, dtype: torch.dtype = torch.float32) -> dict[
     """``config.json`` contents of the HF model equivalent to ``spec`` (needs no transformers)."""
     check_hf_exportable(spec)
     dt = str(dtype).removeprefix("torch.")
+    if spec.family == "llama":
+        return llama_config_dict(spec, dt)
     if spec.family == "gpt2":
         eot = _GPT2_EOT if spec.vocab_size > _GPT2_EOT else None
         return {
@@ -96,61 +103,19 @@ def hf_config_dict(spec: ModelSpec, dtype: torch.dtype = torch.float32) -> dict[
 
 
 def hf_config(spec: ModelSpec) -> Any:
-    """``transformers.GPT2Config`` / ``ViTConfig`` for ``spec`` (needs ``logah[hf]``).
+    """``transformers.GPT2Config`` / ``ViTConfig`` / ``LlamaConfig`` for ``spec`` (``logah[hf]``).
 
     Raises:
         HFConversionError: non-standard dims (naming them), or transformers is not installed.
     """
     d = hf_config_dict(spec)
     tf = _transformers()
-    cls = tf.GPT2Config if d.pop("model_type") == "gpt2" else tf.ViTConfig
+    cls = {"gpt2": tf.GPT2Config, "vit": tf.ViTConfig, "llama": tf.LlamaConfig}[d.pop("model_type")]
     d.pop("dtype")
+    if cls is tf.LlamaConfig:  # transformers 5 reads rope_parameters, 4 reads rope_theta
+        d.pop("rope_theta" if int(tf.__version__.split(".")[0]) >= 5 else "rope_parameters")
+        d.pop("rope_scaling")
     return cls(**d)
-
-
-def spec_from_hf_config(cfg: Any) -> ModelSpec:
-    """A :class:`ModelSpec` from an HF config object or ``config.json`` dict (GPT-2 or ViT)."""
-    d = cfg if isinstance(cfg, dict) else cfg.to_dict()
-    kind = d.get("model_type")
-    if kind == "gpt2":
-        act = d.get("activation_function", "gelu_new")
-        if act not in _GPT2_ACTS or not d.get("scale_attn_weights", True) or d.get(
-            "scale_attn_by_inverse_layer_idx", False
-        ):
-            raise HFConversionError(
-                f"HF GPT-2 config: activation_function={act!r} / attention scaling not supported "
-                f"(need one of {_GPT2_ACTS}, scale_attn_weights=True, no inverse-layer scaling)"
-            )
-        D, H = d.get("n_embd", 768), d.get("n_head", 12)
-        return ModelSpec(
-            "gpt2", d.get("n_layer", 12), D, H, D // H, D // H, d.get("n_inner") or 4 * D,
-            ln_eps=d.get("layer_norm_epsilon", 1e-5), vocab_size=d.get("vocab_size", 50257),
-            n_ctx=d.get("n_positions", 1024), tie_embeddings=d.get("tie_word_embeddings", True),
-        )
-    if kind == "vit":
-        if d.get("hidden_act", "gelu") != "gelu" or not d.get("qkv_bias", True):
-            raise HFConversionError(
-                f"HF ViT config: hidden_act={d.get('hidden_act')!r}, qkv_bias={d.get('qkv_bias')} "
-                "not supported (need 'gelu' and qkv_bias=True)"
-            )
-        D, H = d.get("hidden_size", 768), d.get("num_attention_heads", 12)
-        labels = d.get("id2label") or {}
-        return ModelSpec(
-            "vit", d.get("num_hidden_layers", 12), D, H, D // H, D // H,
-            d.get("intermediate_size", 3072), ln_eps=d.get("layer_norm_eps", 1e-12),
-            image_size=_square(d.get("image_size", 224), "image_size"),
-            patch_size=_square(d.get("patch_size", 16), "patch_size"),
-            in_chans=d.get("num_channels", 3), num_classes=d.get("num_labels") or len(labels) or 2,
-        )
-    raise HFConversionError(f"HF config: model_type={kind!r} is not supported (need gpt2 or vit)")
-
-
-def _square(v: Any, name: str) -> int:
-    if isinstance(v, (list, tuple)):
-        if len(set(v)) != 1:
-            raise HFConversionError(f"HF ViT config: {name}={list(v)} is not square")
-        v = v[0]
-    return int(v)
 
 
 # ---- name maps ----------------------------------------------------------------------------------
@@ -186,6 +151,8 @@ def _split_qkv_b(b: torch.Tensor) -> list[torch.Tensor]:
 
 
 def _entries(spec: ModelSpec) -> list[Entry]:
+    if spec.family == "llama":
+        return [([ours], [hf], _same, _same) for ours, hf in llama_names(spec)]
     return _gpt2_entries(spec) if spec.family == "gpt2" else _vit_entries(spec)
 
 
@@ -246,6 +213,14 @@ def _vit_entries(spec: ModelSpec) -> list[Entry]:
     return out
 
 
+def hf_renames(spec: ModelSpec) -> dict[str, str] | None:
+    """Our name -> HF name when the conversion only renames tensors (Llama), else ``None`` (GPT-2
+    transposes and fuses, so it needs :func:`to_hf_state_dict`). Lets a streaming writer produce
+    the HF directory in the same pass as our weights."""
+    check_hf_exportable(spec)
+    return dict(llama_names(spec)) if spec.family == "llama" else None
+
+
 # ---- state dicts --------------------------------------------------------------------------------
 def to_hf_state_dict(spec: ModelSpec, state: State) -> State:
     """Our canonical state dict -> HF checkpoint names/layout (what ``save_pretrained`` writes).
@@ -288,7 +263,7 @@ def from_hf_state_dict(hf_config_or_dict: Any, hf_state: State) -> tuple[ModelSp
                     f"HF tensor {name!r}: shape {list(t.shape)} does not fit {n} {list(shapes[n])}"
                 )
             state[n] = t
-    if spec.family == "gpt2" and spec.tie_embeddings:
+    if spec.family in CAUSAL_LM and spec.tie_embeddings:
         left.pop("lm_head.weight", None)  # in-memory HF state dicts list the tied head too
     extra = sorted(n for n in left if not n.endswith(_IGNORED_SUFFIXES))
     if extra:
@@ -296,10 +271,51 @@ def from_hf_state_dict(hf_config_or_dict: Any, hf_state: State) -> tuple[ModelSp
     return spec, state
 
 
+def stream_to_hf(spec: ModelSpec, tensors: Iterable[tuple[str, torch.Tensor]]
+                 ) -> Iterator[tuple[list[str], torch.Tensor]]:
+    """Convert ``(our name, tensor)`` pairs to HF layout as they arrive (any order).
+
+    Yields ``(HF names, tensor)`` per HF tensor as soon as its inputs are all in (GPT-2's fused
+    ``c_attn`` waits for q, k and v), so a caller holds at most a block's tensors. The names are
+    the spellings of that one tensor (on-disk first, then transformers-5 in-memory / prefix-less).
+
+    Raises:
+        HFConversionError: non-standard dims, or ``tensors`` misses or repeats a tensor of ``spec``.
+    """
+    check_hf_exportable(spec)
+    entries = _entries(spec)
+    waiting = {n: i for i, (ours, *_) in enumerate(entries) for n in ours}
+    held: State = {}
+    for name, t in tensors:
+        i = waiting.pop(name, None)
+        if i is None:
+            raise HFConversionError(f"stream_to_hf: unexpected or repeated tensor {name!r}")
+        held[name] = t
+        ours, hf_names, to_hf, _ = entries[i]
+        if all(n in held for n in ours):
+            (out,) = to_hf(*(held.pop(n) for n in ours))
+            yield hf_names, out
+    if waiting:
+        raise HFConversionError(f"stream_to_hf: no tensor {next(iter(waiting))!r}")
+
+
+def hf_param_shapes(spec: ModelSpec, present: set[str] | None = None) -> dict[str, tuple[int, ...]]:
+    """HF parameter name -> shape for ``spec`` (computed on ``meta``). Each tensor takes the first
+    of its spellings found in ``present`` (e.g. a live model's names), else the on-disk one."""
+    shapes = param_shapes(spec)
+    out: dict[str, tuple[int, ...]] = {}
+    for ours, hf_names, to_hf, _ in _entries(spec):
+        (t,) = to_hf(*(torch.empty(shapes[n], device="meta") for n in ours))
+        name = next((n for n in hf_names if present and n in present), hf_names[0])
+        out[name] = tuple(t.shape)
+    return out
+
+
 # ---- directories --------------------------------------------------------------------------------
 def export_hf(spec: ModelSpec, state: State, out_dir: str | os.PathLike) -> Path:
     """Write ``out_dir/{config.json, model.safetensors}`` atomically, loadable offline with
-    ``GPT2LMHeadModel.from_pretrained(out_dir)`` / ``ViTForImageClassification.from_pretrained``.
+    ``GPT2LMHeadModel.from_pretrained(out_dir)`` / ``ViTForImageClassification`` /
+    ``LlamaForCausalLM``.
 
     Raises:
         HFConversionError: non-standard dims (nothing is written).
@@ -317,7 +333,8 @@ def export_hf(spec: ModelSpec, state: State, out_dir: str | os.PathLike) -> Path
 
 def load_hf_dir(path: str | os.PathLike) -> tuple[ModelSpec, State]:
     """Read an HF model directory (``config.json`` + ``model.safetensors``, sharded safetensors
-    with an index, or ``pytorch_model.bin``) into (our spec, our state dict)."""
+    with an index ``model.safetensors.index.json``, or ``pytorch_model.bin``) into (our spec, our
+    state dict)."""
     p = Path(path)
     cfg_file = p / HF_CONFIG_FILE
     try:

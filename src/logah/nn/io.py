@@ -95,7 +95,8 @@ def iter_safetensors(path: str | os.PathLike) -> Iterator[tuple[str, torch.Tenso
 
 
 def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a ``.safetensors`` file, a logah weights dir or a Hugging Face dir into our names."""
+    """Read a ``.safetensors`` file, a logah weights dir (one file or shards with an index) or a
+    Hugging Face dir into our names."""
     p = Path(path)
     if not p.exists():
         raise WeightsError(f"{p}: no such file or directory")
@@ -104,9 +105,13 @@ def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             from logah.nn.hf import load_hf_dir  # HF names are converted only in logah.nn.hf
 
             return load_hf_dir(p)[1]
-        p = p / WEIGHTS_FILE
-        if not p.is_file():
-            raise WeightsError(f"{p}: no such file (expected {WEIGHTS_FILE} or an HF config.json)")
+        from logah.nn.shards import INDEX_FILE, shard_files
+
+        files = shard_files(p)
+        if not files:
+            raise WeightsError(f"{p / WEIGHTS_FILE}: no such file (expected {WEIGHTS_FILE}, "
+                               f"shards with {INDEX_FILE}, or an HF config.json)")
+        return {n: t for f in files for n, t in iter_safetensors(f)}
     return dict(iter_safetensors(p))
 
 

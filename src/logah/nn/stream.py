@@ -2,8 +2,9 @@
 
 The safetensors header (names, dtypes, shapes, byte offsets) is written first from the known
 shapes, then each tensor's bytes in header order. :func:`stream_export_hf` converts a written
-``model.safetensors`` into a Hugging Face directory the same way, one group of tensors (one block)
-at a time, so exporting a model never holds the whole model in memory.
+``model.safetensors`` (or shards, :mod:`logah.nn.shards`) into a Hugging Face directory the same
+way, one group of tensors (one block) at a time, so exporting a model never holds the whole model in
+memory.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class SafetensorsStreamWriter:
         self.shapes = {n: tuple(int(d) for d in s) for n, s in shapes.items()}
         self._order = list(self.shapes)
         self._next = 0
+        self._rows = 0  # rows of the current tensor written so far (row-block writes)
         self._file: BinaryIO | None = None
         self._atomic = None
         size = torch.empty((), dtype=dtype).element_size()
@@ -77,20 +79,28 @@ class SafetensorsStreamWriter:
         return self
 
     def write(self, name: str, tensor: torch.Tensor) -> None:
-        """Append the next tensor (must be the next name in order, with its declared shape)."""
+        """Append the next tensor (must be the next name in order, with its declared shape), or
+        its next block of rows: consecutive writes of one name with shapes (k_i, *rest) whose
+        k_i add up to the declared first dim (row-major bytes are contiguous per row block)."""
         if self._next >= len(self._order):
             raise StreamWriteError(f"{self.path}: unexpected extra tensor {name!r}")
         expected = self._order[self._next]
         if name != expected:
             raise StreamWriteError(f"{self.path}: got tensor {name!r}, expected {expected!r}")
-        if tuple(tensor.shape) != self.shapes[name]:
-            raise StreamWriteError(f"{self.path}: tensor {name!r} has shape "
-                                   f"{list(tensor.shape)}, header says {list(self.shapes[name])}")
+        want, got = self.shapes[name], tuple(tensor.shape)
+        rows = self._rows + (got[0] if got else 0)
+        if got != want and (len(got) != len(want) or not got or got[1:] != want[1:]
+                            or rows > want[0]):
+            raise StreamWriteError(f"{self.path}: tensor {name!r} has shape {list(got)}, header "
+                                   f"says {list(want)}"
+                                   + (f" ({self._rows} rows written)" if self._rows else ""))
         t = tensor.detach().to(device="cpu", dtype=self.dtype).contiguous()
         if t.dtype == torch.bfloat16:  # numpy has no bfloat16: write the raw 16-bit words
             t = t.view(torch.int16)
         self._file.write(memoryview(t.numpy()).cast("B"))  # no copy of the tensor's bytes
-        self._next += 1
+        self._rows = rows if got != want else 0
+        if got == want or rows == want[0]:
+            self._next, self._rows = self._next + 1, 0
 
     def __exit__(self, exc_type, exc, tb) -> None:
         ok = exc_type is None and self._next == len(self._order)
@@ -156,20 +166,26 @@ def _groups(names: list[str]) -> list[list[str]]:
     return out
 
 
-def stream_export_hf(spec: ModelSpec, weights: str | os.PathLike,
-                     out_dir: str | os.PathLike) -> Path:
-    """Convert our ``model.safetensors`` into an HF directory, one block at a time.
+def stream_export_hf(spec: ModelSpec, weights: str | os.PathLike, out_dir: str | os.PathLike,
+                     max_shard_bytes: int | float | None = None) -> Path:
+    """Convert our weights (a ``model.safetensors`` file, or a directory holding it or shards
+    with an index) into an HF directory, one block at a time, in the weights' dtype and sharded
+    as ``save_pretrained`` shards (``model.safetensors.index.json``) above ``max_shard_bytes``.
 
-    Same result as :func:`logah.nn.hf.export_hf` (which takes a state dict in memory).
+    Same tensors as :func:`logah.nn.hf.export_hf` (which takes a state dict in memory).
 
     Raises:
         HFConversionError: non-standard dims (nothing is written).
     """
-    from logah.nn.hf import HF_CONFIG_FILE, HF_WEIGHTS_FILE, hf_config_dict, to_hf_state_dict
+    from logah.nn.hf import HF_CONFIG_FILE, hf_config_dict, to_hf_state_dict
+    from logah.nn.shards import DEFAULT_SHARD_BYTES, ShardedWriter, shard_files
 
-    config = hf_config_dict(spec, torch.float32)  # raises for non-standard dims
-    src = SafetensorsReader(weights)
-    meta = {n: torch.empty(src.shape(n), device="meta") for n in src.keys()}
+    hf_config_dict(spec)  # raises for non-standard dims, before anything is read
+    src = Path(weights)
+    readers = [SafetensorsReader(f) for f in (shard_files(src) if src.is_dir() else [src])]
+    reader_of = {n: r for r in readers for n in r.keys()}
+    dtype = SafetensorsReader._TORCH[next(iter(readers[0].header.values()))["dtype"]]
+    meta = {n: torch.empty(r.shape(n), device="meta") for n, r in reader_of.items()}
     order = [n for n in _param_order(spec) if n in meta]
     hf_shapes = {k: tuple(v.shape) for k, v in to_hf_state_dict(spec, meta).items()}
     plan = []
@@ -181,13 +197,14 @@ def stream_export_hf(spec: ModelSpec, weights: str | os.PathLike,
         plan.append((group, [k for k, v in to_hf_state_dict(spec, probe).items() if not v.is_meta]))
     out = Path(out_dir)
     with atomic_path(out, is_dir=True) as tmp:
+        config = hf_config_dict(spec, dtype)
         (tmp / HF_CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         order_hf = [k for _, produced in plan for k in produced]
-        with SafetensorsStreamWriter(tmp / HF_WEIGHTS_FILE, {k: hf_shapes[k] for k in order_hf},
-                                     metadata={"format": "pt"}) as w:
+        with ShardedWriter(tmp, {k: hf_shapes[k] for k in order_hf}, dtype,
+                           max_shard_bytes or DEFAULT_SHARD_BYTES, {"format": "pt"}) as w:
             for group, produced in plan:
                 state = dict(meta)
-                state.update({n: src.get_tensor(n) for n in group})
+                state.update({n: reader_of[n].get_tensor(n) for n in group})
                 converted = to_hf_state_dict(spec, state)
                 for k in produced:
                     w.write(k, converted[k])

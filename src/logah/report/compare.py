@@ -25,6 +25,8 @@ from logah.config.errors import LogahError
 
 # Tags reported in the table when present, in this order (the chosen metric always comes first).
 REPORT_TAGS = ("val/loss", "val/ppl", "val/acc1")
+X_AXES = ("step", "flops")  # what ``--x`` measures the curves and the speed-up in
+FLOPS_TAG = "perf/flops"  # cumulative training FLOPs (logah finetune logs it)
 EVENT_GLOB = "events.out.tfevents.*"
 
 
@@ -55,6 +57,33 @@ class Run:
             have = ", ".join(sorted(self.scalars)) or "none"
             raise CompareError(f"{self.path}: no scalar tag {tag!r} (tags: {have})")
         return self.scalars[tag]
+
+    def x_curve(self, tag: str, x: str = "step") -> tuple[list[float], list[float]]:
+        """``(x, values)`` of ``tag`` with x the optimizer step or the cumulative training FLOPs
+        (``perf/flops`` interpolated at the tag's steps, see :func:`flops_at`)."""
+        steps, values = self.curve(tag)
+        if x == "step":
+            return [float(s) for s in steps], values
+        if x != "flops":
+            raise CompareError(f"--x {x}: expected one of: {', '.join(X_AXES)}")
+        if FLOPS_TAG not in self.scalars:
+            raise CompareError(f"{self.path}: no {FLOPS_TAG!r} (the run predates FLOPs logging); "
+                               "use --x step")
+        return flops_at(*self.scalars[FLOPS_TAG], steps), values
+
+
+def flops_at(flop_steps: list[int], flops: list[float], steps: list[int]) -> list[float]:
+    """Cumulative FLOPs at ``steps``: linear between the logged ``(step, flops)`` points (anchored
+    at (0, 0)), and past the last point at the last segment's rate. A growing run's rate changes
+    at its growth steps, so a point between two logs is off by at most one logging interval's
+    change of rate."""
+    pts = [(0.0, 0.0)] + [(float(s), float(f)) for s, f in zip(flop_steps, flops) if s > 0]
+    out = []
+    for s in steps:
+        i = next((k for k in range(1, len(pts)) if pts[k][0] >= s), len(pts) - 1)
+        (s0, f0), (s1, f1) = pts[max(i - 1, 0)], pts[i]
+        out.append(f0 + (f1 - f0) * (s - s0) / (s1 - s0) if s1 > s0 else f1)
+    return out
 
 
 def higher_is_better(tag: str) -> bool:
@@ -198,10 +227,12 @@ class Comparison:
     rows: list[Row]
     baseline: str | None = None
     target: float | None = None
+    x: str = "step"  # what steps_to_target and speed-up count: optimizer steps or FLOPs
 
     def to_dict(self) -> dict:
         return {
             "metric": self.metric,
+            "x": self.x,
             "higher_is_better": higher_is_better(self.metric),
             "baseline": self.baseline,
             "target": self.target,
@@ -218,8 +249,10 @@ def _json_safe(v: object) -> object:
     return v
 
 
-def compare(runs: list[Run], metric: str = "val/loss", baseline: Run | None = None) -> Comparison:
-    """Final/best values of ``metric`` (and the other report tags present) plus speed-ups.
+def compare(runs: list[Run], metric: str = "val/loss", baseline: Run | None = None,
+            x: str = "step") -> Comparison:
+    """Final/best values of ``metric`` (and the other report tags present) plus speed-ups,
+    measured in optimizer steps (``x="step"``) or training FLOPs (``x="flops"``).
 
     Raises:
         CompareError: a run lacks ``metric`` or has no point for it.
@@ -238,18 +271,19 @@ def compare(runs: list[Run], metric: str = "val/loss", baseline: Run | None = No
             best[t] = (max(vals) if higher_is_better(t) else min(vals)) if vals else None
         steps, values = r.curve(metric)
         rows.append(Row(r.name, r.init, steps[-1], final, best, values[0], steps[0]))
+    curves = {r.name: r.x_curve(metric, x) for r in runs}
     if baseline is None:
-        return Comparison(metric, tags, rows)
+        return Comparison(metric, tags, rows, x=x)
     target = baseline.curve(metric)[1][-1]
-    base_steps = steps_to_reach(*baseline.curve(metric), target, higher)
+    base_steps = steps_to_reach(*curves[baseline.name], target, higher)
     for r, row in zip(runs, rows):
-        row.steps_to_target = steps_to_reach(*r.curve(metric), target, higher)
+        row.steps_to_target = steps_to_reach(*curves[r.name], target, higher)
         if row.steps_to_target is None or base_steps is None:
             continue
         row.speedup = base_steps / row.steps_to_target if row.steps_to_target > 0 else math.inf
         row.speedup_is_lower_bound = (r is not baseline
-                                      and row.steps_to_target == r.curve(metric)[0][0])
-    return Comparison(metric, tags, rows, baseline=baseline.name, target=target)
+                                      and row.steps_to_target == curves[r.name][0][0])
+    return Comparison(metric, tags, rows, baseline=baseline.name, target=target, x=x)
 
 
 def _fmt(v: float | None, tag: str = "") -> str:
@@ -268,7 +302,8 @@ def markdown_table(c: Comparison) -> str:
     for t in c.tags:
         head += [f"final {t}", f"best {t}"]
     if c.baseline is not None:
-        head += [f"steps to {c.metric} {_fmt(c.target, c.metric)}", "speed-up"]
+        unit = "FLOPs" if c.x == "flops" else "steps"
+        head += [f"{unit} to {c.metric} {_fmt(c.target, c.metric)}", "speed-up"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in c.rows:
         name = f"{r.name} (baseline)" if r.name == c.baseline else r.name
@@ -280,7 +315,8 @@ def markdown_table(c: Comparison) -> str:
             if r.steps_to_target is None:
                 cells += ["not reached", "-"]
             else:
-                cells += [f"{r.steps_to_target:.0f}", format_speedup(r)]
+                to = f"{r.steps_to_target:.3g}" if c.x == "flops" else f"{r.steps_to_target:.0f}"
+                cells += [to, format_speedup(r)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

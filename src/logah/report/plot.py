@@ -38,13 +38,13 @@ def plot_curves(
     try:
         for ax, tag in zip(axes[0], tags):
             for r in runs:
-                steps, values = r.scalars[tag]
+                steps, values = r.x_curve(tag, comp.x)
                 label = labels[r.name] + (" (baseline)" if r.name == comp.baseline else "")
                 ax.plot(steps, values, marker="o", markersize=3, linewidth=1.6, label=label)
             if tag == comp.metric and comp.target is not None:
                 ax.axhline(comp.target, color="grey", linestyle="--", linewidth=1,
                            label=f"{labels[comp.baseline]} final ({comp.target:.4g})")
-            ax.set_xlabel("optimizer step")
+            ax.set_xlabel("training FLOPs" if comp.x == "flops" else "optimizer step")
             better = "higher" if higher_is_better(tag) else "lower"
             ax.set_ylabel(f"{tag} ({better} is better)")
             ax.grid(True, alpha=0.3)
