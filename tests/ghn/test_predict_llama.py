@@ -91,3 +91,17 @@ def test_predict_llama_tiny_sharded_bf16_with_hf_dir(tmp_path, transformers):
     with torch.no_grad():
         torch.testing.assert_close(hf(x).logits, model.eval()(x), rtol=1e-4, atol=1e-4)
     assert json.loads((out / "hf" / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+def test_random_ghn_tells_mha_llama_q_k_v_and_gate_up_apart(make_ghn):
+    """With n_kv_heads == n_heads, q, k and v have one shape (and q, k the same rotary path): the
+    fused node's row slices must still differ (the reference predicts q_proj == k_proj)."""
+    spec = get_preset("llama-tiny").replace(n_kv_heads=4)
+    p = dict(make_ghn().eval().predict(graph_for_spec(spec)))
+    for i in range(spec.n_layer):
+        w = {x: p[f"blocks.{i}.{x}.weight"] for x in ("attn.q", "attn.k", "attn.v", "mlp.gate",
+                                                          "mlp.fc")}
+        for a, b in (("attn.q", "attn.k"), ("attn.q", "attn.v"), ("attn.k", "attn.v"),
+                     ("mlp.gate", "mlp.fc")):
+            assert w[a].shape == w[b].shape
+            assert (w[a] - w[b]).abs().max() > 0.1 * w[a].abs().max(), (a, b)

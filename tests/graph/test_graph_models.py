@@ -127,7 +127,7 @@ def test_every_preset(arch):
                                                         16 * spec.n_layer + 7)
     elif spec.family == "llama":  # a tied head adds the wte -> head edge
         assert (g.num_nodes, g.edge_index.shape[1]) == (
-            11 * spec.n_layer + 4, 14 * spec.n_layer + 3 + spec.tie_embeddings)
+            13 * spec.n_layer + 4, 18 * spec.n_layer + 3 + spec.tie_embeddings)
     else:
         assert (g.num_nodes, g.edge_index.shape[1]) == (14 * spec.n_layer + 11,
                                                         16 * spec.n_layer + 12)

@@ -1,5 +1,5 @@
-"""Run by test_finetune_ddp.py as ``python finetune_ddp_script.py DATA OUT``: a 2-process gloo DDP
-fine-tune on CPU. Lightning re-launches this same script as rank 1; each rank writes a checksum of
+"""Run by test_finetune_ddp.py as ``python finetune_ddp_script.py DATA OUT [KEY=VALUE ...]``: a
+2-process gloo DDP fine-tune on CPU (extra overrides, e.g. a growth schedule, appended). Lightning re-launches this same script as rank 1; each rank writes a checksum of
 its final weights to ``OUT/rank{r}.json``."""
 
 from __future__ import annotations
@@ -29,15 +29,19 @@ class WeightChecksum(Callback):
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         first = next(iter(trainer.train_dataloader))[0]  # this rank's first batch (B, T)
+        spec = pl_module.model.spec
+        grown = [cb.history for cb in trainer.callbacks if hasattr(cb, "history")]
         info = {"sha256": h.hexdigest(), "step": trainer.global_step,
-                "world_size": trainer.world_size, "first_tokens": first[:, :4].tolist()}
+                "world_size": trainer.world_size, "first_tokens": first[:, :4].tolist(),
+                "dims": [spec.n_layer, spec.d_model], "growth": grown[0] if grown else []}
         (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps(info))
 
 
 def main() -> None:
     data, out = Path(sys.argv[1]), Path(sys.argv[2])
     overrides = text_overrides(data, out / "runs", name="ddp", steps=8)
-    overrides += ["trainer.devices=2", "trainer.strategy=ddp", "trainer.val_check_interval=4"]
+    overrides += ["trainer.devices=2", "trainer.strategy=ddp", "trainer.val_check_interval=4",
+                  *sys.argv[3:]]
     cfg = load_config(FinetuneConfig, None, overrides)
     finetune(cfg, callbacks=[WeightChecksum(out)])
 

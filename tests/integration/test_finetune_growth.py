@@ -168,3 +168,63 @@ def test_perf_flops_counts_the_current_model(carried):
     assert first == pytest.approx(small, rel=1e-5)  # one batch of 8 x 32 tokens per step
     assert last == pytest.approx(step_flops(result.spec, (8, 32)), rel=1e-5)  # the grown model's
     assert last > 2 * first
+
+
+def test_baseline_stages_hyperclone_and_stack(tmp_path):
+    """Cloning (x2 width, exact) then stacking (x2 depth, not function-preserving): the history
+    marks which; stacked layers get their own storage; the optimizer restarts for both."""
+    pytest.importorskip("logah.grow.clone", reason="HyperCloning/G_stack land with issue 15")
+    data = write_text_data(tmp_path / "data", 6_000, 1_000)
+    args = text_overrides(data, tmp_path / "runs", name="b", steps=STEPS)
+    args += ["trainer.val_check_interval=8",
+             "grow.schedule=[{step: 6, method: hyperclone, to: {d_model: 64}}, "
+             "{step: 12, method: stack, to: {n_layer: 2}}]"]
+    cfg = load_config(FinetuneConfig, None, args)
+    probe = Probe((6, 12))
+    result = finetune(cfg, callbacks=[probe])
+    assert (result.spec.n_layer, result.spec.d_model) == (2, 64)
+    ckpt = torch.load(result.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    hist = next(v for k, v in ckpt["callbacks"].items() if "GrowthCallback" in k)["history"]
+    assert [(h["method"], h["preserving"]) for h in hist] == [("hyperclone", True),
+                                                              ("stack", False)]
+    assert abs(hist[0]["loss_after"] - hist[0]["loss_before"]) <= 1e-5
+    assert all(h["optimizer_state"] == "reset" for h in hist) and probe.after[6] == {}
+    state = ckpt["state_dict"]
+    assert not torch.equal(state["model.blocks.0.mlp.fc.weight"],
+                           state["model.blocks.1.mlp.fc.weight"])  # trained apart after stacking
+
+
+def test_hyperclone_needs_integer_factors(tmp_path, capsys):
+    pytest.importorskip("logah.grow.clone", reason="HyperCloning lands with issue 15")
+    data = write_text_data(tmp_path / "data", 2_000, 500)
+    args = text_overrides(data, tmp_path / "runs", name="bad", steps=STEPS)
+    sched = "grow.schedule=[{step: 6, method: hyperclone, to: {d_model: 48}}]"
+    assert main(["finetune", *args, sched]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: grow.schedule[0] (step 6): "), err
+
+
+def test_llama_schedule_grows_exactly_with_moments_carried(tmp_path):
+    """Llama (RMSNorm, rotary GQA, SwiGLU): 1 x 32 (4 heads, 2 KV groups) -> 2 x 48 with 6 heads
+    (3 KV groups) in place; the batch loss is kept and the moments follow the parameters."""
+    data = write_text_data(tmp_path / "data", 6_000, 1_000)
+    args = text_overrides(data, tmp_path / "runs", name="llama", steps=12)
+    args = [a for a in args if not a.startswith("model.")]
+    args += ["model.arch=llama-tiny", "model.vocab_size=64", "model.n_ctx=32", "model.n_layer=1",
+             "model.d_model=32", "trainer.val_check_interval=6",
+             "grow.schedule=[{step: 6, to: {n_layer: 2, d_model: 48, n_heads: 6, n_kv_heads: 3}}]"]
+    probe = Probe((6,))
+    result = finetune(load_config(FinetuneConfig, None, args), callbacks=[probe])
+    spec = result.spec
+    assert (spec.family, spec.n_layer, spec.d_model, spec.n_heads, spec.n_kv_heads) == \
+        ("llama", 2, 48, 6, 3)
+    ckpt = torch.load(result.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    (h,) = next(v for k, v in ckpt["callbacks"].items() if "GrowthCallback" in k)["history"]
+    assert abs(h["loss_after"] - h["loss_before"]) <= 1e-5, h
+    before, after = probe.before[6], probe.after[6]
+    carried = [n for n in after if n in before and after[n]["exp_avg"].shape !=
+               before[n]["exp_avg"].shape]
+    assert carried  # grown tensors kept their moments
+    for n in carried:
+        old, new = before[n]["exp_avg"], after[n]["exp_avg"]
+        assert float(new.abs().sum()) == pytest.approx(float(old.abs().sum()))

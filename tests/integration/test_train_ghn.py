@@ -115,7 +115,7 @@ def test_max_minutes_stops_early_then_still_validates_and_checkpoints(tmp_path, 
 
 
 def test_vit_task_trains_on_images_with_task_patch_sizes_and_accuracy(tmp_path):
-    from logah.cli.cmd_train_ghn import train_ghn
+    from logah.lit.train_ghn import train_ghn
 
     overrides = [
         *TINY_GHN, "model.arch=vit-tiny", "model.image_size=16", "model.num_classes=10",

@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent("""
     import lightning as L
     import torch
     from ghn_synth import ghn_overrides
-    from logah.cli.cmd_train_ghn import train_ghn
+    from logah.lit.train_ghn import train_ghn
     from logah.config import load_config
     from logah.config.runs import TrainGHNConfig
 

@@ -9,7 +9,9 @@ import torch.nn.functional as F
 
 from logah.config import get_preset
 from logah.config.ghn import GHNConfig
+from logah.config.train import OptimConfig
 from logah.data.arch import ArchBatch
+from logah.ghn import GHN
 from logah.graph import batch_graphs, graph_for_spec
 from logah.lit.ghn_module import GHNModule
 from logah.nn import build_model
@@ -35,7 +37,7 @@ def batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def module(**kw) -> GHNModule:
-    return GHNModule(TINY_GHN.to_dict(), optim={"lr": 3e-3, "warmup_steps": 0}, seed=0, **kw)
+    return GHNModule(GHN(TINY_GHN, seed=0), OptimConfig(lr=3e-3, warmup_steps=0), seed=0, **kw)
 
 
 def test_loss_is_mean_task_loss_plus_gamma_times_frobenius_norms_over_m():
@@ -83,14 +85,14 @@ def test_a_prediction_missing_a_parameter_fails_loudly():
     class Dropping(torch.nn.Module):
         def __init__(self, ghn):
             super().__init__()
-            self.inner = ghn
+            self.inner, self.config = ghn, ghn.config
 
         def forward(self, graphs, norms=False):
             out, fro = self.inner(graphs, norms=True)
             out = [{k: v for k, v in d.items() if k != "ln_f.bias"} for d in out]
             return (out, fro) if norms else out
 
-    broken = GHNModule(TINY_GHN.to_dict(), ghn_module=Dropping(mod.ghn))
+    broken = GHNModule(Dropping(mod.ghn), OptimConfig())
     with pytest.raises(RuntimeError,
                        match=r"predicted 19 of 20 parameters .* missing \['ln_f.bias'\]"):
         broken.step_losses(batch(), archs(SPECS[:1]))
@@ -119,10 +121,37 @@ def test_checkpoint_holds_only_ghn_weights_and_the_resolved_config(tmp_path):
 @pytest.mark.parametrize("preset", ["ghn3-t", "ghn2"])
 def test_ghn3_and_ghn2_train_through_the_same_module(preset):
     torch.manual_seed(0)
-    mod = GHNModule(GHNConfig(preset=preset, hid=32, layers=1, heads=4).to_dict(), seed=0)
+    mod = GHNModule(GHN(GHNConfig(preset=preset, hid=32, layers=1, heads=4), seed=0), OptimConfig(),
+                    seed=0)
     assert mod.hparams["ghn"]["decoder"] == "tiled"
     out = mod.step_losses(batch(), archs(SPECS))
     out["loss"].backward()
     assert torch.isfinite(out["loss"])
     grads = [p.grad for p in mod.ghn.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_hyper_parameters_are_plain_values_in_the_shared_checkpoint_layout(tmp_path):
+    from logah.ghn.io import GHN_CHECKPOINT
+
+    mod = module(gamma=0.5, label_smoothing=0.1)
+    hp = dict(mod.hparams)
+    assert tuple(hp) == GHN_CHECKPOINT.hparam_names
+    assert hp[GHN_CHECKPOINT.config_key] == mod.ghn.config.to_dict()
+    assert hp["optim"]["lr"] == 3e-3 and hp["gamma"] == 0.5 and hp["label_smoothing"] == 0.1
+    assert all(k.startswith(GHN_CHECKPOINT.prefix) for k in mod.state_dict())
+    path = tmp_path / "hp.pt"
+    torch.save({"hyper_parameters": hp}, path)
+    assert torch.load(path, weights_only=True)["hyper_parameters"] == hp  # no pickled objects
+
+
+def test_heldout_tally_sums_zero_shot_and_random_init_per_architecture():
+    from logah.lit.ghn_module import HeldoutTally
+
+    tally = HeldoutTally.start(archs(SPECS), [{}, {}], torch.device("cpu"))
+    one, two = torch.tensor(1.0, dtype=torch.float64), torch.tensor(2.0, dtype=torch.float64)
+    tally.add(1, ((one, two), (two, one)), 8)
+    tally.add(1, ((one, one), (one, one)), 4)
+    assert tally.sums.tolist() == [[0.0, 2.0], [0.0, 3.0]]
+    assert tally.correct.tolist() == [[0.0, 3.0], [0.0, 2.0]]
+    assert tally.count.tolist() == [0.0, 12.0]

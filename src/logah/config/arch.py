@@ -8,8 +8,9 @@ image size, channels, classes) is never part of the space: it comes from the tas
 (``model.*``) and the data. Patch sizes are task-level too (they must divide the image size), so
 they default to the template's own patch size.
 
-Torch-free; validated by :func:`validate_space` (and again, with the task, by
-``logah.data.space.ArchSpace``).
+Torch-free; each group checks itself when built (:class:`logah.config.checked.Checked`); what
+depends on the task (patch sizes against the image size) is checked by
+``logah.data.space.ArchSpace``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from logah.config.checked import Checked
 from logah.config.errors import ConfigError
 
 
@@ -39,7 +41,7 @@ def _gpt_tiny_bands() -> list[DepthBand]:
 
 
 @dataclass
-class ArchSpaceConfig:
+class ArchSpaceConfig(Checked):
     """The distribution of target architectures.
 
     Attributes:
@@ -59,6 +61,8 @@ class ArchSpaceConfig:
         max_params: reject (and redraw) architectures above this many parameters; ``null`` = no cap.
     """
 
+    KEY = "archs.space"
+
     bands: List[DepthBand] = field(default_factory=_gpt_tiny_bands)
     width_step: int = 8
     head_groups: List[List[int]] = field(default_factory=lambda: [[4]])
@@ -68,9 +72,12 @@ class ArchSpaceConfig:
     kv_groups: List[int] = field(default_factory=list)
     max_params: Optional[int] = None
 
+    def check(self) -> None:
+        _check_space(self, self.KEY)
+
 
 @dataclass
-class ArchDataConfig:
+class ArchDataConfig(Checked):
     """How architectures are drawn for GHN training (``archs.*``).
 
     Attributes:
@@ -88,6 +95,8 @@ class ArchDataConfig:
         graph_cache: graphs kept in memory per process (online sampling evicts the oldest).
     """
 
+    KEY = "archs"
+
     space: ArchSpaceConfig = field(default_factory=ArchSpaceConfig)
     num_train: int = 1000
     online: bool = False
@@ -97,6 +106,9 @@ class ArchDataConfig:
     beyond_layers: int = 2
     beyond_width: float = 1.5
     graph_cache: int = 2048
+
+    def check(self) -> None:
+        _check_archs(self, self.KEY)
 
 
 def _int_pair(value: object, key: str) -> tuple[int, int]:
@@ -108,12 +120,17 @@ def _int_pair(value: object, key: str) -> tuple[int, int]:
     return lo, hi
 
 
-def validate_space(cfg: ArchSpaceConfig, prefix: str = "archs.space") -> None:
-    """Check the space alone (task-independent parts); one ``ConfigError`` naming the key.
+def _get(band: object, name: str, key: str) -> object:
+    value = band.get(name) if isinstance(band, dict) else getattr(band, name, None)
+    if value is None:
+        raise ConfigError(
+            f"{key}.{name}: missing (a band is {{layers: [lo, hi], width: [lo, hi]}})")
+    return value
 
-    Raises:
-        ConfigError: empty or overlapping bands, a width with no fitting head group, bad ratios.
-    """
+
+def _check_space(cfg: ArchSpaceConfig, prefix: str) -> None:
+    """The space alone (task-independent parts): empty or overlapping bands, a width with no
+    fitting head group, bad ratios; one ``ConfigError`` naming the key."""
     if not cfg.bands:
         raise ConfigError(f"{prefix}.bands: at least one band is needed")
     if cfg.width_step < 1:
@@ -145,9 +162,8 @@ def validate_space(cfg: ArchSpaceConfig, prefix: str = "archs.space") -> None:
         raise ConfigError(f"{prefix}.kv_groups: key/value head counts must be >= 1")
 
 
-def validate_archs(cfg: ArchDataConfig, prefix: str = "archs") -> None:
-    """Check the ``archs.*`` group (the space included)."""
-    validate_space(cfg.space, f"{prefix}.space")
+def _check_archs(cfg: ArchDataConfig, prefix: str) -> None:
+    """The ``archs.*`` group's own values (its space checked itself when it was built)."""
     if cfg.num_train < 1:
         raise ConfigError(f"{prefix}.num_train: must be >= 1, got {cfg.num_train}")
     if cfg.meta_batch < 1:
@@ -161,11 +177,3 @@ def validate_archs(cfg: ArchDataConfig, prefix: str = "archs") -> None:
         )
     if cfg.num_heldout + cfg.num_beyond < 1:
         raise ConfigError(f"{prefix}.num_heldout: at least one held-out architecture is needed")
-
-
-def _get(band: object, name: str, key: str) -> object:
-    value = band.get(name) if isinstance(band, dict) else getattr(band, name, None)
-    if value is None:
-        raise ConfigError(
-            f"{key}.{name}: missing (a band is {{layers: [lo, hi], width: [lo, hi]}})")
-    return value

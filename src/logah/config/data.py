@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from logah.config.checked import Checked, choices
 from logah.config.errors import ConfigError
-from logah.config.model import choices
 
 TEXT_DATASETS = ("brown", "text")
 IMAGE_DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagenet")
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Checked):
     """Which dataset and how to batch it.
 
     ``name``: ``brown`` (default LM corpus, made by ``make data``), ``text`` (any folder holding
@@ -24,6 +24,8 @@ class DataConfig:
     ``batch_size`` is per device; ``num_workers`` > 0 loads in worker processes, each batch bounded by
     ``timeout_s``. See ``docs/data.md``.
     """
+
+    KEY = "data"
 
     name: str = field(default="brown", metadata=choices(*TEXT_DATASETS, *IMAGE_DATASETS))
     root: Optional[str] = None
@@ -38,7 +40,7 @@ class DataConfig:
     timeout_s: float = 120.0
     augment: bool = True  # images, training split: random crop + flip (random-resized for folders)
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         for key in ("num_workers", "timeout_s"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"data.{key}: must be >= 0, got {getattr(self, key)}")

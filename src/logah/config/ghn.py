@@ -27,8 +27,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from logah.config.checked import Checked, choices
 from logah.config.errors import ConfigError
-from logah.config.model import choices
 
 ENCODERS = ("graphormer", "gatedgnn")
 DECODERS = ("lowrank", "tiled")
@@ -73,7 +73,7 @@ DECODER_INITS = ("default", "ghn3")
 
 
 @dataclass
-class GHNConfig:
+class GHNConfig(Checked):
     """A graph hypernetwork. Any field left ``None`` keeps the preset's value.
 
     Attributes:
@@ -110,6 +110,8 @@ class GHNConfig:
             instead of scaling the raw output by sqrt(beta/fan_in).
     """
 
+    KEY = "ghn"
+
     preset: str = field(default="logah-t", metadata=choices(*GHN_PRESETS))
     encoder: Optional[str] = field(default=None, metadata=choices(*ENCODERS))
     hid: Optional[int] = None
@@ -137,51 +139,31 @@ class GHNConfig:
     norm_tied: Optional[bool] = None
     standardize: Optional[bool] = None
 
-    def resolved(self) -> GHNConfig:
-        """A copy with every ``None`` filled from the preset (``n_types`` may stay ``None``).
-
-        Raises:
-            ConfigError: unknown preset, or inconsistent sizes (named by key).
-        """
-        if self.preset not in GHN_PRESETS:
-            raise ConfigError(
-                f"ghn.preset: {self.preset!r} is not one of: {', '.join(GHN_PRESETS)}"
-            )
+    def _values(self) -> dict[str, Any]:
+        """Every field: the preset's value where this config leaves it ``None``."""
         base = {**_COMMON, **GHN_PRESETS[self.preset]}
-        values = {
-            f.name: base.get(f.name) if getattr(self, f.name) is None else getattr(self, f.name)
-            for f in dataclasses.fields(self)
-        }
-        cfg = GHNConfig(**values)
-        cfg._check()
-        return cfg
+        return {f.name: base.get(f.name) if getattr(self, f.name) is None else getattr(self, f.name)
+                for f in dataclasses.fields(self)}
 
-    def _check(self) -> None:
+    def resolved(self) -> GHNConfig:
+        """A copy with every ``None`` filled from the preset (``n_types`` may stay ``None``);
+        ``self`` when it is resolved already."""
+        values = self._values()
+        return self if values == dataclasses.asdict(self) else GHNConfig(**values)
+
+    def check(self) -> None:
+        """Sizes of the resolved form (the preset and the choices were checked before this)."""
+        v = self._values()
         for name in ("hid", "layers", "heads", "rank", "max_width", "max_shape", "max_kernel",
                      "num_classes"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"ghn.{name}: must be >= 1, got {getattr(self, name)}")
-        if self.encoder == "graphormer" and self.hid % self.heads:
-            raise ConfigError(f"ghn.hid: {self.hid} is not divisible by ghn.heads={self.heads}")
-        if self.hid % 4:
-            raise ConfigError(f"ghn.hid: must be a multiple of 4 (shape embedding), got {self.hid}")
-        if self.n_types is not None and self.n_types < 1:
-            raise ConfigError(f"ghn.n_types: must be >= 1, got {self.n_types}")
-        for name, valid in (("encoder", ENCODERS), ("decoder", DECODERS), ("norm", NORMS),
-                            ("factor_layout", FACTOR_LAYOUTS), ("crop", ("centre", "corner")),
-                            ("size_lookup", SIZE_LOOKUPS), ("decoder_init", DECODER_INITS)):
-            if getattr(self, name) not in valid:
-                raise ConfigError(f"ghn.{name}: {getattr(self, name)!r} is not one of: "
-                                  f"{', '.join(valid)}")
+            if int(v[name]) < 1:
+                raise ConfigError(f"ghn.{name}: must be >= 1, got {v[name]}")
+        if v["encoder"] == "graphormer" and v["hid"] % v["heads"]:
+            raise ConfigError(f"ghn.hid: {v['hid']} is not divisible by ghn.heads={v['heads']}")
+        if v["hid"] % 4:
+            raise ConfigError(f"ghn.hid: must be a multiple of 4 (shape embedding), got {v['hid']}")
+        if v["n_types"] is not None and v["n_types"] < 1:
+            raise ConfigError(f"ghn.n_types: must be >= 1, got {v['n_types']}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GHNConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are a :class:`ConfigError` naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"ghn config: unknown key(s) {unknown} (valid: {sorted(names)})")
-        return cls(**d)

@@ -15,7 +15,6 @@ Torch-free: :mod:`logah.grow` does the work.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from logah.config.checked import Checked, check_keys
 from logah.config.errors import ConfigError
 from logah.config.load import _one_line
 
@@ -69,9 +69,7 @@ class GrowPlan:
 
 def step_from_dict(d: dict[str, Any], where: str = "step") -> GrowStep:
     """Validate one step dict (``op``, ``to``, optional ``positions``) into a :class:`GrowStep`."""
-    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(GrowStep)})
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown} (valid: op, to, positions)")
+    check_keys(GrowStep, d, where)
     op = d.get("op")
     if op not in GROW_OPS:
         raise ConfigError(f"{where}.op: {op!r} is not one of: {', '.join(GROW_OPS)}")
@@ -128,13 +126,15 @@ OPTIMIZER_STATE = ("carry", "reset")
 
 
 @dataclass
-class GrowStage:
+class GrowStage(Checked):
     """One scheduled growth: at optimizer step ``step`` the model becomes ``to`` (a preset name,
     ``key=value,...`` dims, or a mapping of dims) or runs the explicit ``steps``.
 
     ``method``: ``expand`` (Gesmundo & Maile's exact expansions), or the non-function-preserving
     baselines ``hyperclone`` / ``stack`` (marked as such in the run's growth history).
     """
+
+    KEY = "grow.schedule"
 
     step: int = 0
     to: Any = None
@@ -143,7 +143,7 @@ class GrowStage:
 
 
 @dataclass
-class GrowScheduleConfig:
+class GrowScheduleConfig(Checked):
     """``grow.*`` of ``logah finetune``: grow the model in place during training.
 
     Attributes:
@@ -157,6 +157,8 @@ class GrowScheduleConfig:
             passes per stage) and record both losses in the history (``grow/loss_before`` /
             ``grow/loss_after`` in TensorBoard).
     """
+
+    KEY = "grow"
 
     schedule: list[GrowStage] = field(default_factory=list)
     optimizer_state: str = field(default="carry", metadata={"choices": OPTIMIZER_STATE})

@@ -1,4 +1,8 @@
-"""Load a config: schema <- YAML file <- ``key=value`` overrides, validated once, one-line errors."""
+"""Load a config: schema <- YAML file <- ``key=value`` overrides, one-line errors.
+
+The schemas check themselves when ``OmegaConf.to_object`` builds them (:mod:`logah.config.checked`),
+so a loaded config is checked exactly once.
+"""
 
 from __future__ import annotations
 
@@ -69,25 +73,6 @@ def _load_file(path: str | os.PathLike) -> Any:
     return cfg
 
 
-def check_choices(obj: Any, prefix: str = "") -> None:
-    """Walk a dataclass tree; fields with ``metadata['choices']`` must hold one of those values
-    (or satisfy ``metadata['accepts']``, described by ``metadata['also']``)."""
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        key = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(value):
-            check_choices(value, key + ".")
-            continue
-        valid = f.metadata.get("choices")
-        if valid is None or value is None:
-            continue
-        valid = tuple(valid() if callable(valid) else valid)
-        if value not in valid and not f.metadata.get("accepts", lambda _: False)(value):
-            also = f" ({f.metadata['also']})" if "also" in f.metadata else ""
-            raise ConfigError(f"{key}: {value!r} is not one of: {', '.join(map(str, valid))}"
-                              f"{also}")
-
-
 def load_config(
     schema: type[T], config_file: str | os.PathLike | None = None, overrides: list[str] = ()
 ) -> T:
@@ -106,8 +91,7 @@ def load_config(
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         raise ConfigError(_one_line(e)) from None
-    check_choices(obj)
-    return obj
+    return obj  # built, so checked: every group is a logah.config.checked.Checked
 
 
 def to_yaml(cfg: Any) -> str:

@@ -6,17 +6,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
+from logah.config.checked import Checked, choices
 from logah.config.hf_spec import is_hf_arch, spec_from_hf_path
 from logah.config.specs import PRESETS, ModelSpec, get_preset
 
-
-def choices(*values: str) -> dict:
-    """Field metadata declaring a closed set of valid values (checked by ``load_config``)."""
-    return {"choices": values}
+__all__ = ["ModelConfig", "ModelOnlyConfig", "choices", "override_spec", "resolve_spec"]
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Checked):
     """Which target transformer. Any field left ``None`` keeps the preset's value.
 
     ``arch`` is a preset name or the path of a Hugging Face ``config.json`` (or a model directory
@@ -25,6 +23,8 @@ class ModelConfig:
     Changing ``d_model`` or ``n_heads`` re-ties ``d_qk``/``d_v`` (= d_model / n_heads) and ``d_mlp``
     (= 4 d_model) when the preset had them tied and they are not given explicitly.
     """
+
+    KEY = "model"
 
     arch: str = field(default="gpt2-tiny", metadata={
         "choices": lambda: sorted(PRESETS), "accepts": is_hf_arch,
@@ -81,7 +81,7 @@ def override_spec(base: ModelSpec, changes: dict) -> ModelSpec:
 
 
 @dataclass
-class ModelOnlyConfig:
+class ModelOnlyConfig(Checked):
     """Root schema of commands that only need a model (``logah summary``, ``logah graph``)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)

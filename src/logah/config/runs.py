@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from logah.config.arch import ArchDataConfig
+from logah.config.checked import Checked
 from logah.config.data import DataConfig
+from logah.config.errors import ConfigError
 from logah.config.ghn import GHNConfig
 from logah.config.grow import GrowScheduleConfig
 from logah.config.model import ModelConfig
@@ -14,16 +16,25 @@ from logah.config.train import OptimConfig, TrainerConfig
 
 
 @dataclass
-class InitOptions:
+class InitOptions(Checked):
     """Knobs of the baseline inits (``init_opts.*``; see :mod:`logah.lit.init`)."""
+
+    KEY = "init_opts"
 
     noise: float = 0.0  # hyperclone/stack: zero-sum symmetry-breaking noise (relative std)
     mimetic: list = field(default_factory=lambda: [0.7, 0.7, 0.4, 0.4])  # a1, b1, a2, b2
     ghn_device: str = "cpu"  # ghn:CKPT: the device the hypernetwork predicts on
 
+    def check(self) -> None:
+        if self.noise < 0:
+            raise ConfigError(f"init_opts.noise: must be >= 0, got {self.noise}")
+        if len(self.mimetic) != 4:
+            raise ConfigError("init_opts.mimetic: expected [alpha_1, beta_1, alpha_2, beta_2], "
+                              f"got {list(self.mimetic)}")
+
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(Checked):
     """``logah finetune``: train one ViT / GPT-2 from a chosen initialisation.
 
     ``init``: ``random`` (the family's ordinary init), ``orthogonal``, ``mimetic``,
@@ -50,9 +61,14 @@ class FinetuneConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     grow: GrowScheduleConfig = field(default_factory=GrowScheduleConfig)  # growth during training
 
+    def check(self) -> None:
+        # Whether the model is an image classifier is known once the init is resolved (an
+        # adopted weights spec may change the family): checked by logah.lit.finetune.
+        _check_label_smoothing(self.label_smoothing)
+
 
 @dataclass
-class TrainGHNConfig:
+class TrainGHNConfig(Checked):
     """``logah train-ghn``: train a graph hypernetwork on sampled architectures.
 
     ``model`` is the *task template*: its family and task fields (vocabulary and context, or image
@@ -82,3 +98,13 @@ class TrainGHNConfig:
             num_sanity_val_steps=0, log_every_n_steps=10, val_at_start=False,
         )
     )
+
+    def check(self) -> None:
+        _check_label_smoothing(self.label_smoothing)
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ConfigError(f"max_minutes: must be > 0, got {self.max_minutes}")
+
+
+def _check_label_smoothing(value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"label_smoothing: must be in [0, 1), got {value}")

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from logah.config.checked import Checked, check_keys, choices
 from logah.config.errors import ConfigError
 
 Family = Literal["gpt2", "vit", "llama"]
@@ -34,7 +35,7 @@ CAUSAL_LM = ("gpt2", "llama")  # families that are token -> next-token models
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(Checked):
     """One target transformer. Fields not used by a family keep their defaults.
 
     Attributes:
@@ -60,7 +61,9 @@ class ModelSpec:
         growth: growth history (list of step dicts) recorded by :mod:`logah.grow`.
     """
 
-    family: Family
+    KEY = "model"
+
+    family: Family = field(metadata=choices(*FAMILIES))
     n_layer: int
     d_model: int
     n_heads: int
@@ -81,9 +84,10 @@ class ModelSpec:
     growth: tuple = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "rope_dims", tuple(int(d) for d in self.rope_dims))
-        if self.family not in FAMILIES:
-            raise ConfigError(f"model.family: {self.family!r} is not one of: {', '.join(FAMILIES)}")
+        object.__setattr__(self, "rope_dims", tuple(int(d) for d in self.rope_dims))  # JSON lists
+        super().__post_init__()
+
+    def check(self) -> None:
         for name in ("n_layer", "d_model", "n_heads", "d_qk", "d_v", "d_mlp"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"model.{name}: must be >= 1, got {getattr(self, name)}")
@@ -182,11 +186,9 @@ class ModelSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"model spec: unknown key(s) {unknown} (valid: {sorted(names)})")
+    def from_dict(cls, d: dict[str, Any], what: str = "model spec") -> ModelSpec:
+        """Inverse of :meth:`to_dict` (the growth history back to a tuple); checked as built."""
+        check_keys(cls, d, what)
         d = dict(d)
         d["growth"] = tuple(dict(s) for s in d.get("growth", ()))
         d["rope_dims"] = tuple(int(x) for x in d.get("rope_dims", ()))

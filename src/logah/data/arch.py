@@ -31,7 +31,7 @@ import numpy as np
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, IterableDataset
 
-from logah.config.arch import ArchDataConfig, validate_archs
+from logah.config.arch import ArchDataConfig
 from logah.config.specs import ModelSpec
 from logah.data.errors import DataFormatError
 from logah.data.space import ArchSpace, draw_heldout, draw_online, draw_train, num_params
@@ -178,7 +178,6 @@ class ArchitectureDataModule(L.LightningDataModule):
                  seed: int = 0, cutoff: Optional[int] = None,
                  run_dir: Optional[str | Path] = None, resume: bool = True) -> None:
         super().__init__()
-        validate_archs(cfg)
         self.cfg, self.task, self.seed = cfg, task, int(seed)
         self.space = ArchSpace(cfg.space, template)
         self.path = None if run_dir is None else Path(run_dir) / ARCHS_FILE

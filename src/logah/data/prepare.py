@@ -138,6 +138,23 @@ def _tagged_items(streams: list[DocStream]) -> Iterator[tuple[Optional[str], Wor
             yield s.split, item
 
 
+def _tokenize(streams: list[DocStream], writer: _SplitWriter, workers: int, desc: str,
+              progress: bool) -> None:
+    """Encode every document of ``streams`` (in ``workers`` processes, 0: here) into ``writer``,
+    with a tqdm bar of documents and the running token count."""
+    from tqdm import tqdm
+
+    total = sum(s.count for s in streams)
+    chunksize = max(1, min(256, total // (8 * max(workers, 1)) or 1))
+    with tqdm(total=total, unit="doc", desc=desc, disable=not progress, mininterval=0.5) as bar:
+        for i, (split, tokens) in enumerate(_encoded(_tagged_items(streams), workers, chunksize)):
+            writer.add(tokens, split)
+            bar.update(1)
+            if i % 64 == 0:
+                bar.set_postfix(tokens=f"{sum(writer.tokens.values()):,}", refresh=False)
+        bar.set_postfix(tokens=f"{sum(writer.tokens.values()):,}")
+
+
 def prepare_text(
     srcs: list[str], out: str | Path, *, val_srcs: tuple[str, ...] | list[str] = (),
     val_fraction: float = 0.05, workers: int = 0, fmt: str = "auto", glob: str = "*",
@@ -165,8 +182,6 @@ def prepare_text(
     Raises:
         DataError: a source is missing/unreadable, or a split would be empty.
     """
-    from tqdm import tqdm
-
     if not 0 <= val_fraction < 1:
         raise DataError(f"--val-fraction: must be in [0, 1), got {val_fraction}")
     streams = resolve_sources(list(srcs), fmt=fmt, glob=glob, text_field=text_field, rows=rows)
@@ -176,20 +191,10 @@ def prepare_text(
     if not any(s.split == "val" for s in streams) and val_fraction == 0:
         raise DataError("--val-fraction: 0 leaves val.bin empty; give --val-from sources instead")
     out = Path(out)
-    total = sum(s.count for s in streams)
-    chunksize = max(1, min(256, total // (8 * max(workers, 1)) or 1))
     with atomic_path(out / "train.bin") as train_tmp, atomic_path(out / "val.bin") as val_tmp, \
             open(train_tmp, "wb") as ftrain, open(val_tmp, "wb") as fval:
         writer = _SplitWriter(ftrain, fval, streams, val_fraction, seed)
-        with tqdm(total=total, unit="doc", desc=f"tokenizing -> {out}", disable=not progress,
-                  mininterval=0.5) as bar:
-            encoded = _encoded(_tagged_items(streams), workers, chunksize)
-            for i, (split, tokens) in enumerate(encoded):
-                writer.add(tokens, split)
-                bar.update(1)
-                if i % 64 == 0:
-                    bar.set_postfix(tokens=f"{sum(writer.tokens.values()):,}", refresh=False)
-            bar.set_postfix(tokens=f"{sum(writer.tokens.values()):,}")
+        _tokenize(streams, writer, workers, f"tokenizing -> {out}", progress)
         for split, tmp in (("train", train_tmp), ("val", val_tmp)):
             if writer.tokens[split] == 0:
                 raise DataError(f"{out / (split + '.bin')}: would be empty; check the sources")

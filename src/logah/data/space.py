@@ -26,7 +26,7 @@ from typing import Optional
 
 import numpy as np
 
-from logah.config.arch import ArchSpaceConfig, validate_space
+from logah.config.arch import ArchSpaceConfig
 from logah.config.errors import ConfigError
 from logah.config.specs import ModelSpec
 from logah.nn.build import count_params
@@ -56,12 +56,12 @@ class ArchSpace:
         prefix: config path used in error messages.
 
     Raises:
-        ConfigError: the space is invalid, or a patch size does not divide the image size.
+        ConfigError: a patch size does not divide the image size (the space alone checked itself
+            when ``cfg`` was built).
     """
 
     def __init__(self, cfg: ArchSpaceConfig, template: ModelSpec,
                  prefix: str = "archs.space") -> None:
-        validate_space(cfg, prefix)
         self.cfg, self.template, self.prefix = cfg, template, prefix
         self.family = template.family
         if cfg.kv_groups and self.family != "llama":

@@ -1,8 +1,10 @@
 """GHNs on disk: a directory with ``ghn.safetensors`` (weights) + ``ghn.json`` (resolved config).
 
-:func:`load_ghn` also accepts ``pretrained:NAME`` (a GHN shipped with the package), ``random:<preset>`` (a seeded random initialisation, for smoke tests
-and benchmarks) and a Lightning checkpoint written by ``logah train-ghn`` (``state_dict`` keys
-``ghn.<GHN keys>``, ``hyper_parameters["ghn"]`` = the GHN config as a dict). Loading is strict.
+:func:`load_ghn` also accepts ``pretrained:NAME`` (a GHN shipped with the package),
+``random:<preset>`` (a seeded random initialisation, for smoke tests and benchmarks) and a
+Lightning checkpoint written by ``logah train-ghn`` (its layout is :data:`GHN_CHECKPOINT`:
+``state_dict`` keys ``ghn.<GHN keys>``, ``hyper_parameters["ghn"]`` = the GHN config as a dict).
+Loading is strict.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,35 @@ GHN_CONFIG = "ghn.json"
 FORMAT = "logah-ghn"
 RANDOM_PREFIX = "random:"
 PRETRAINED_PREFIX = "pretrained:"
+
+
+@dataclass(frozen=True)
+class CheckpointLayout:
+    """Where a ``logah train-ghn`` Lightning checkpoint keeps its GHN: written by
+    :class:`logah.lit.ghn_module.GHNModule`, read by :func:`load_ghn`.
+
+    ``state_dict`` holds the GHN's weights as ``prefix + <GHN key>`` (the module's ``ghn``
+    attribute) and nothing else; ``hyper_parameters`` holds exactly ``hparam_names``, every value
+    plain (dicts, lists, str, numbers) so ``torch.load(weights_only=True)`` reads it, with
+    ``hyper_parameters[config_key]`` the resolved ``GHNConfig.to_dict()``.
+    """
+
+    prefix: str
+    config_key: str
+    hparam_names: tuple[str, ...]
+
+    def hyper_parameters(self, **values: Any) -> dict[str, Any]:
+        """The ``hyper_parameters`` dict, in ``hparam_names`` order; exactly those names."""
+        if set(values) != set(self.hparam_names):
+            raise ValueError(f"hyper_parameters: expected {self.hparam_names}, "
+                             f"got {sorted(values)}")
+        return {k: values[k] for k in self.hparam_names}
+
+
+GHN_CHECKPOINT = CheckpointLayout(
+    prefix="ghn.", config_key="ghn",
+    hparam_names=("ghn", "optim", "gamma", "label_smoothing", "seed"),
+)
 
 
 class GHNLoadError(LogahError):
@@ -107,12 +139,15 @@ def _read_checkpoint(p: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         raise GHNLoadError(f"{p}: cannot read checkpoint ({str(e).splitlines()[0]})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise GHNLoadError(f"{p}: not a Lightning checkpoint (no 'state_dict')")
-    cfg = (ckpt.get("hyper_parameters") or {}).get("ghn")
+    layout = GHN_CHECKPOINT
+    cfg = (ckpt.get("hyper_parameters") or {}).get(layout.config_key)
     if cfg is None:
-        raise GHNLoadError(f"{p}: checkpoint has no hyper_parameters['ghn'] (the GHN config)")
-    state = {k[len("ghn."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("ghn.")}
+        raise GHNLoadError(f"{p}: checkpoint has no hyper_parameters['{layout.config_key}'] "
+                           "(the GHN config)")
+    state = {k.removeprefix(layout.prefix): v for k, v in ckpt["state_dict"].items()
+             if k.startswith(layout.prefix)}
     if not state:
-        raise GHNLoadError(f"{p}: checkpoint state_dict has no 'ghn.*' weights")
+        raise GHNLoadError(f"{p}: checkpoint state_dict has no '{layout.prefix}*' weights")
     return dict(cfg), state
 
 

@@ -1,7 +1,9 @@
 """How each predicted tensor is normalised, per target family (reference §2.9 / §10.6).
 
-``norm='auto'`` picks per model family: GPT-2 -> ``std`` (LoGAH's ``GHN3_GPT``), ViT and any other
-model -> ``fan_in`` (GHN-2/GHN-3 ``_normalize``).
+``norm='auto'`` picks per model family: GPT-2 -> ``std`` (LoGAH's ``GHN3_GPT``), Llama -> ``std``
+(HF's Llama init is N(0, 0.02) for every matrix: q/k/v/o, gate/up/down, embedding and head alike,
+with no residual scaling, so a prediction scaled to 0.02 is on the scale a Llama fine-tune expects),
+ViT and any other model -> ``fan_in`` (GHN-2/GHN-3 ``_normalize``).
 
 * ``fan_in`` — weights (>= 2-D, owned by a conv/linear node): ``w * sqrt(beta / fan_in)``,
   fan_in = c_in * kh * kw, beta = 1 for 4-D weights with c_in == 1 or kh < kw, else 2. With
@@ -59,7 +61,7 @@ def family_of(spec_key: str) -> tuple[str | None, int]:
 def mode_for(cfg: GHNConfig, family: str | None) -> str:
     if cfg.norm != "auto":
         return cfg.norm
-    return "std" if family == "gpt2" else "fan_in"
+    return "std" if family in ("gpt2", "llama") else "fan_in"
 
 
 def rule_for(cfg: GHNConfig, name: str, shape: tuple[int, ...],

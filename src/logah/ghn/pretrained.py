@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from logah.ghn.ghn import GHN
 from logah.ghn.io import PRETRAINED_PREFIX as PREFIX
 from logah.ghn.io import GHNLoadError, load_ghn
@@ -91,10 +93,18 @@ def load_pretrained(name: str, map_location: Any = "cpu") -> GHN:
 def card_markdown(card: dict[str, Any]) -> str:
     """The human-readable model card (``README.md``) for a ``card.json`` dict."""
     h, t, g = card["heldout"], card["training"], card["ghn"]
+    acc = (f"; top-1 {h['zero_shot_acc1']:.3f} vs {h['random_init_acc1']:.3f}"
+           if "zero_shot_acc1" in h else "")
+    space = yaml.safe_dump(card["architecture_space"], default_flow_style=None, sort_keys=False)
+    archs = h.get("architectures", [])
+    patch = bool(archs) and "patch_size" in archs[0]
     rows = "\n".join(
         f"| {r['kind']} | {r['n_layer']} | {r['d_model']} | {r['n_heads']} | "
-        f"{r['num_params']:,} | {r['zero_shot_loss']:.4f} | {r['random_init_loss']:.4f} |"
-        for r in h.get("architectures", []))
+        + (f"{r['patch_size']} | " if patch else "")
+        + f"{r['num_params']:,} | {r['zero_shot_loss']:.4f} | {r['random_init_loss']:.4f} |"
+        for r in archs)
+    head = "| kind | L | d | H | " + ("patch | " if patch else "") + "params | zero-shot | random init |"
+    rule = "| --- | ---: | ---: | ---: | " + ("---: | " if patch else "") + "---: | ---: | ---: |"
     return f"""# {card['name']}
 
 `logah.load_ghn("{PREFIX}{card['name']}")` or `logah predict --ghn {PREFIX}{card['name']} ...`
@@ -105,19 +115,18 @@ def card_markdown(card: dict[str, Any]) -> str:
 | hypernetwork | {g['preset']} ({g['num_params']:,} parameters) |
 | data | {card['data']} |
 | training | {t['steps']} steps, {t['minutes']:.1f} min, {t.get('hardware', '?')} |
-| held-out zero-shot loss | **{h['zero_shot_loss']:.4f}** (random init {h['random_init_loss']:.4f}), mean of {len(h.get('architectures', []))} architectures |
+| held-out zero-shot loss | **{h['zero_shot_loss']:.4f}** (random init {h['random_init_loss']:.4f}){acc}, mean of {len(h.get('architectures', []))} architectures |
 
 Reproduce: `{card['command']}`
 
 Architecture space (`archs.*`, template `model.*`):
-```json
-{json.dumps(card['architecture_space'], indent=1)}
-```
+```yaml
+{space}```
 
 Held-out architectures (validation loss of the predicted parameters vs random init):
 
-| kind | L | d | H | params | zero-shot | random init |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: |
+{head}
+{rule}
 {rows}
 
 {card.get('notes', '')}

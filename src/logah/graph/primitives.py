@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from logah.nn.llama import rotary
+
 PRIMITIVES: list[str] = [
     "max_pool",  # 0
     "avg_pool",  # 1
@@ -29,9 +31,9 @@ PRIMITIVES: list[str] = [
     "ln",  # 12 LayerNorm (weight + bias)
     "pos_enc",  # 13 any embedding: nn.Embedding, learned positional parameter
     "glob_avg",  # 14 global average pooling / mean
-    "rmsnorm",  # 15 RMSNorm
-    "rot_emb",  # 16 (reference: rotary embedding; unused by our models)
-    "gate",  # 17 product of two computed tensors
+    "rmsnorm",  # 15 RMSNorm (Llama's nn.RMSNorm)
+    "rot_emb",  # 16 rotary position embedding applied to q or k (logah.nn.llama.rotary)
+    "gate",  # 17 product of two computed tensors (SwiGLU's silu(gate) * up)
     # ---- additions (not in the reference vocabulary) ----
     "gelu",  # 18 GELU (exact or tanh)
     "relu",  # 19 ReLU / ReLU6
@@ -103,6 +105,7 @@ FUNCTION_TYPES: dict = {
         "avg_pool": ("avg_pool1d", "avg_pool2d"),
         "glob_avg": ("adaptive_avg_pool1d", "adaptive_avg_pool2d", "mean"),
     }),
+    rotary: "rot_emb",  # fx.wrap'd in logah.nn.llama: one call per q / k
 }
 # Functions whose parameter operands are owned by the node they create.
 # ``linear``/``conv``: the first parameter operand is the weight (``conv`` node), the next the bias.

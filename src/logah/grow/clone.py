@@ -47,6 +47,9 @@ def clone_factors(src: ModelSpec, target: ModelSpec) -> dict[str, int]:
     """
     if src.family != target.family:
         raise GrowError(f"target family {target.family!r} != source family {src.family!r}")
+    if src.family == "llama":  # repeating head dims would split rotary pairs (i, i + d/2)
+        raise GrowError("hyperclone: Llama is not supported (cloning rotary head dims and KV "
+                        "groups is not implemented; use the exact expansions of logah.grow)")
     fixed = FIXED[src.family] + (("n_ctx",) if src.family == "gpt2" else ())
     for f in fixed:
         if getattr(src, f) != getattr(target, f):

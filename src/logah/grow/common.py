@@ -47,12 +47,27 @@ def generator(seed: Seed) -> tuple[torch.Generator, int | None]:
 
 def noise(shape: tuple[int, ...] | torch.Size, std: float, like: torch.Tensor,
           gen: torch.Generator, mean: float | torch.Tensor = 0.0) -> torch.Tensor:
-    """``mean + N(0, std)`` of ``shape`` in ``like``'s dtype/device (drawn in float64 on CPU, so
-    the same seed gives the same values whatever the dtype)."""
-    x = torch.randn(tuple(shape), generator=gen, dtype=torch.float64) * std
+    """``mean + N(0, std)`` of ``shape`` in ``like``'s dtype, drawn where ``like`` lives.
+
+    float32/float64 states draw in their own precision (half precisions in float32), so growing
+    a model mid-training makes no float64 temporaries and no host copies: a float32 draw is ~4x
+    faster than a float64 one on CPU, which is most of an expansion's time. On an accelerator the
+    draw uses a device generator seeded by one draw of ``gen``. The same seed, dtype and device
+    type give the same values (ranks of a DDP run grow identically).
+    """
     if like.is_meta:  # shapes only (a grown spec derived without reading any weights)
         return torch.empty(tuple(shape), dtype=like.dtype, device="meta")
-    return (x + mean).to(dtype=like.dtype, device=like.device)
+    dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32
+    if like.device.type == "cpu":
+        x = torch.empty(tuple(shape), dtype=dtype).normal_(0.0, std, generator=gen)
+    else:
+        dev_gen = torch.Generator(like.device)
+        dev_gen.manual_seed(int(torch.randint(0, 2**62, (), generator=gen)))
+        x = torch.empty(tuple(shape), dtype=dtype, device=like.device)
+        x.normal_(0.0, std, generator=dev_gen)
+    if not (isinstance(mean, float) and mean == 0.0):
+        x += mean
+    return x.to(like.dtype)
 
 
 def zeros(shape: tuple[int, ...] | torch.Size, like: torch.Tensor) -> torch.Tensor:

@@ -15,16 +15,7 @@ import torch
 
 from logah.config.grow import GrowInit
 from logah.config.specs import CAUSAL_LM, ModelSpec
-from logah.grow.common import (
-    GrowError,
-    Seed,
-    State,
-    begin,
-    cat_new,
-    new_shape,
-    noise,
-    zeros,
-)
+from logah.grow.common import GrowError, Seed, State, begin, cat_new, new_shape, noise, zeros
 from logah.nn import param_shapes
 
 # Suffixes of the block tensors that must be zero for the block to be the identity.

@@ -43,15 +43,28 @@ class Embedding:
 
     def then(self, nxt: Embedding) -> Embedding:
         """This embedding followed by ``nxt`` (which maps this one's tensor further)."""
-        index = tuple(b[a] for a, b in zip(self.index, nxt.index))
+        index = tuple(_compose(a, b) for a, b in zip(self.index, nxt.index))
         return Embedding(self.source, index, self.scale * nxt.scale)
+
+
+def _compose(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Positions ``a`` (old -> mid) followed by ``b`` (mid -> new): ``b[a]``, without the gather
+    when either is a prefix (most dims of most steps)."""
+    if getattr(b, "_prefix", False):
+        return a
+    if getattr(a, "_prefix", False):
+        return b[: a.numel()]
+    return b[a]
 
 
 Map = dict[str, Optional[Embedding]]
 
 
 def _ar(n: int) -> torch.Tensor:
-    return torch.arange(n)
+    """``arange(n)``, marked as a prefix so composing with it needs no gather."""
+    t = torch.arange(n)
+    t._prefix = True  # type: ignore[attr-defined]
+    return t
 
 
 def _identity(shape: tuple[int, ...], source: str) -> Embedding:

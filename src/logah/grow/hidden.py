@@ -40,16 +40,7 @@ import torch
 
 from logah.config.grow import GrowInit
 from logah.config.specs import NORM_KIND, ModelSpec
-from logah.grow.common import (
-    GrowError,
-    Seed,
-    State,
-    begin,
-    cat_new,
-    new_shape,
-    noise,
-    zeros,
-)
+from logah.grow.common import GrowError, Seed, State, begin, cat_new, new_shape, noise, zeros
 
 # name suffix -> the dim of the tensor that holds d_model
 WRITERS = {

@@ -18,6 +18,7 @@ from logah.config.grow import GrowScheduleConfig, check_schedule, stage_where, s
 from logah.config.specs import ModelSpec
 from logah.grow.common import GrowError, State
 from logah.grow.embed import Map, plan_map
+from logah.nn import build_model
 from logah.grow.plan import apply_plan, check_growth, plan_growth, resolve_target, same_dims
 
 # Seeds of different stages never overlap (apply_plan uses seed + step index inside a stage).
@@ -37,22 +38,29 @@ class Stage:
 
     @property
     def preserving(self) -> bool:
-        """Whether the stage keeps the model's function (only the exact expansions do)."""
-        return self.method == "expand"
+        """Whether the stage keeps the model's function: the expansions and HyperCloning do
+        (exactly, up to float rounding), stacking layers does not."""
+        return self.method != "stack"
 
     def describe(self) -> str:
         a, b = self.source, self.target
         return f"{a.n_layer}x{a.d_model} -> {b.n_layer}x{b.d_model} ({self.method})"
 
 
-def _baseline(method: str) -> Callable[..., tuple[ModelSpec, State]]:
-    """``logah.grow.hyperclone`` / ``logah.grow.stack``, when this version ships them."""
-    import logah.grow as g
+# Baseline methods: (module, function) of the pure ``(spec, state, target, *, seed)`` growers.
+BASELINES = {"hyperclone": ("logah.grow.clone", "clone_to"), "stack": ("logah.grow.clone", "stack_to")}
 
-    fn = getattr(g, method, None)
-    if fn is None:
-        raise ConfigError(f"grow: method {method!r} is not available in this version of logah.grow")
-    return fn
+
+def _baseline(method: str) -> Callable[..., tuple[ModelSpec, State]]:
+    """HyperCloning / G_stack (:mod:`logah.grow.clone`), when this version ships them."""
+    import importlib
+
+    module, name = BASELINES[method]
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise ConfigError(f"grow: method {method!r} needs {module}.{name}, which this version "
+                          "lacks") from None
 
 
 def resolve_schedule(spec: ModelSpec, cfg: GrowScheduleConfig, max_steps: int) -> list[Stage]:
@@ -78,11 +86,12 @@ def resolve_schedule(spec: ModelSpec, cfg: GrowScheduleConfig, max_steps: int) -
                 raw = plan_growth(spec, target) if st.method == "expand" else []
             if same_dims(spec, target):
                 raise GrowError("does not change the model (same dims as the previous stage)")
+            if st.method != "expand":  # a dry run on meta tensors checks e.g. integer factors
+                meta = dict(build_model(spec, "meta").named_parameters())
+                _baseline(st.method)(spec, meta, target, seed=0)
         except (GrowError, ConfigError) as e:
             msg = str(e).removeprefix("--to: ")
             raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from None
-        if st.method != "expand":
-            _baseline(st.method)
         stages.append(Stage(i, st.step, st.method, spec, target, tuple(raw)))
         spec = target
     return stages
@@ -117,4 +126,10 @@ def grow_stage(spec: ModelSpec, state: State, stage: Stage, cfg: GrowScheduleCon
         new_spec, new_state = apply_plan(spec, state, stage.steps, seed=seed, init=cfg.init)
         return new_spec, new_state, plan_map(spec, stage.steps)
     new_spec, new_state = _baseline(stage.method)(spec, state, stage.target, seed=seed)
+    # stacking shares tensors between layers: give every parameter its own storage
+    seen: set[int] = set()
+    for k, v in new_state.items():
+        if id(v) in seen:
+            new_state[k] = v.clone()
+        seen.add(id(v))
     return new_spec, new_state, None

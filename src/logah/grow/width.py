@@ -15,15 +15,7 @@ import math
 
 from logah.config.grow import GrowInit
 from logah.config.specs import ModelSpec
-from logah.grow.common import (
-    Seed,
-    State,
-    begin,
-    cat_new,
-    new_shape,
-    noise,
-    zeros,
-)
+from logah.grow.common import Seed, State, begin, cat_new, new_shape, noise, zeros
 from logah.grow.gqa import add_query_heads, expand_rotary_qk
 
 

@@ -31,6 +31,6 @@ class FlopsCounter(Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
-        x = batch[0]  # GPT-2 token ids (B, T) / ViT images (B, C, H, W)
+        x = batch[0]  # token ids (B, T) / ViT images (B, C, H, W)
         self.total += step_flops(pl_module.model.spec, tuple(x.shape)) * trainer.world_size
         pl_module.log(TAG, self.total, on_step=True, on_epoch=False)

@@ -14,8 +14,9 @@ Validation compares, on the held-out architectures, the task loss of the *predic
 (``val/zero_shot_loss``) with that of the same architectures at their family's ordinary random
 init (``val/random_init_loss``, a fixed seed per architecture), plus perplexity (text) or top-1
 accuracy (images); a TensorBoard custom-scalars chart overlays the two. Targets and baselines are
-kept outside the module tree, so checkpoints hold only ``ghn.*`` weights and the GHN config under
-``hyper_parameters["ghn"]`` (what ``logah predict --ghn CKPT`` reads).
+kept outside the module tree, so checkpoints hold only ``ghn.*`` weights and plain
+hyper-parameters with the GHN config under ``hyper_parameters["ghn"]`` (the layout
+:data:`logah.ghn.io.GHN_CHECKPOINT`, what ``logah predict --ghn CKPT`` reads).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import dataclasses
 import math
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import lightning as L
@@ -34,7 +36,9 @@ from torch.func import functional_call
 
 from logah.config.specs import CAUSAL_LM, ModelSpec
 from logah.config.train import OptimConfig
+from logah.ghn import GHN
 from logah.ghn.diversity import depth_diversity
+from logah.ghn.io import GHN_CHECKPOINT
 from logah.lit.optim import configure_optimizers
 from logah.nn.build import build_model
 
@@ -64,37 +68,67 @@ def param_group(name: str) -> str:
     return "embed"  # wte, wpe, patch_embed, pos_embed, cls_token
 
 
-class GHNModule(L.LightningModule):
-    """The LightningModule of GHN training.
-
-    Args:
-        ghn: the resolved GHN config as a dict (``GHNConfig.to_dict()``); saved as
-            ``hyper_parameters["ghn"]``.
-        optim: the ``optim.*`` group as a dict (AdamW + warm-up cosine by default).
-        gamma: weight of the predicted-parameter norm regulariser.
-        label_smoothing: image tasks only.
-        seed: seeds the GHN's initialisation and the random-init baselines (held-out
-            architecture ``i`` uses ``seed + i``).
-        ghn_module: an already built GHN (tests); default: built from ``ghn``.
+@dataclass
+class HeldoutTally:
+    """One validation pass over the held-out architectures: the GHN's predictions (made once, the
+    GHN does not change during validation) and running sums. Row 0 of ``sums`` / ``correct`` is
+    zero-shot (predicted parameters), row 1 random init; column ``i`` is architecture ``i``.
     """
 
-    def __init__(self, ghn: dict[str, Any], optim: Optional[dict[str, Any]] = None,
-                 gamma: float = 3e-5, label_smoothing: float = 0.0, seed: int = 0,
-                 ghn_module: Optional[nn.Module] = None) -> None:
+    archs: Any  # the ArchBatch of the held-out architectures
+    pred: list[dict[str, torch.Tensor]]  # predicted parameters per architecture (detached)
+    sums: torch.Tensor  # (2, n) float64: summed task loss
+    correct: torch.Tensor  # (2, n) float64: correct top-1 predictions (images; 0 for text)
+    count: torch.Tensor  # (n,) float64: targets seen (tokens or images)
+
+    @classmethod
+    def start(cls, archs: Any, pred: list[dict[str, torch.Tensor]],
+              device: torch.device) -> HeldoutTally:
+        n = len(archs)
+        return cls(archs, pred, *(torch.zeros(2, n, dtype=torch.float64, device=device)
+                                  for _ in range(2)),
+                   torch.zeros(n, dtype=torch.float64, device=device))
+
+    def add(self, i: int, measured: tuple[tuple[torch.Tensor, torch.Tensor], ...],
+            n_targets: int) -> None:
+        """Add one batch of architecture ``i``: ``measured`` = ((loss sum, correct) zero-shot,
+        (loss sum, correct) random init)."""
+        for j, (loss_sum, correct) in enumerate(measured):
+            self.sums[j, i] += loss_sum
+            self.correct[j, i] += correct
+        self.count[i] += n_targets
+
+
+class GHNModule(L.LightningModule):
+    """The LightningModule of GHN training (it receives its GHN, as ``CausalLM`` its model).
+
+    Args:
+        ghn: the hypernetwork to train (registered as ``ghn``: checkpoints hold ``ghn.*``); its
+            resolved ``config`` is saved as ``hyper_parameters["ghn"]``.
+        optim: the ``optim.*`` group (AdamW + warm-up cosine by default).
+        gamma: weight of the predicted-parameter norm regulariser.
+        label_smoothing: image tasks only.
+        seed: seeds the random-init baselines (held-out architecture ``i`` uses ``seed + i``).
+
+    The checkpoint layout (weight prefix, hyper-parameter names) is
+    :data:`logah.ghn.io.GHN_CHECKPOINT`; every hyper-parameter is a plain value.
+    """
+
+    def __init__(self, ghn: GHN, optim: OptimConfig, gamma: float = 3e-5,
+                 label_smoothing: float = 0.0, seed: int = 0) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["ghn_module"])
-        self.ghn = ghn_module if ghn_module is not None else build_ghn(ghn, seed)
-        config = getattr(self.ghn, "config", None)
-        if dataclasses.is_dataclass(config):  # the fully resolved config (n_types filled in)
-            self.hparams["ghn"] = dataclasses.asdict(config)
-        self.optim_cfg = OptimConfig(**(optim or {}))
+        self.ghn = ghn
+        self.optim_cfg = optim
         self.gamma, self.label_smoothing = float(gamma), float(label_smoothing)
         self.seed = int(seed)
+        self.save_hyperparameters(GHN_CHECKPOINT.hyper_parameters(
+            ghn=ghn.config.to_dict(), optim=dataclasses.asdict(optim), gamma=self.gamma,
+            label_smoothing=self.label_smoothing, seed=self.seed))
         # Plain dicts (not submodules): never in state_dict, never seen by DDP.
         self._targets: dict[str, nn.Module] = {}
         self._baselines: dict[str, dict[str, torch.Tensor]] = {}
         self._random_results: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._val: Optional[dict[str, Any]] = None
+        self._val: Optional[HeldoutTally] = None
         self._t_last: Optional[float] = None
         self.heldout_report: list[dict[str, Any]] = []
         self.report_step = -1  # global step of the last held-out report
@@ -207,15 +241,12 @@ class GHNModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val = None
 
-    def _val_state(self, archs: Any) -> dict[str, Any]:
+    def _tally(self, archs: Any) -> HeldoutTally:
         if self._val is None:  # the GHN does not change during validation: predict once
             with torch.no_grad():
                 pred = [{k: v.detach() for k, v in p.items()}
                         for p in self.predict_params(archs.graphs)]
-            n = len(archs)
-            zeros = lambda: torch.zeros(2, n, dtype=torch.float64, device=self.device)  # noqa: E731
-            self._val = dict(archs=archs, pred=pred, sums=zeros(), correct=zeros(),
-                             count=torch.zeros(n, dtype=torch.float64, device=self.device))
+            self._val = HeldoutTally.start(archs, pred, self.device)
         return self._val
 
     def _measure(self, spec: ModelSpec, params: dict[str, torch.Tensor], x: torch.Tensor,
@@ -229,18 +260,15 @@ class GHNModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         x, y = batch["task"]
-        st = self._val_state(batch["archs"])
-        for i, spec in enumerate(st["archs"].specs):
-            zero_shot = self._measure(spec, st["pred"][i], x, y)
+        st = self._tally(batch["archs"])
+        for i, spec in enumerate(st.archs.specs):
+            zero_shot = self._measure(spec, st.pred[i], x, y)
             # Random init never changes and validation walks the same batches every time, so
             # the baseline is measured once per (batch, architecture) and then reused.
             key = (batch_idx, i, spec.key())
             if key not in self._random_results:
                 self._random_results[key] = self._measure(spec, self.baseline(spec, i), x, y)
-            for j, (loss_sum, correct) in enumerate((zero_shot, self._random_results[key])):
-                st["sums"][j, i] += loss_sum
-                st["correct"][j, i] += correct
-            st["count"][i] += y.numel()
+            st.add(i, (zero_shot, self._random_results[key]), y.numel())
 
     def on_validation_epoch_end(self) -> None:
         st = self._val
@@ -248,11 +276,11 @@ class GHNModule(L.LightningModule):
             return
         self._baselines.clear()  # every baseline result is cached: free the random weights
         reduce = self.trainer.strategy.reduce
-        count = reduce(st["count"], reduce_op="sum").clamp(min=1)
-        loss = reduce(st["sums"], reduce_op="sum") / count  # (2, n): per architecture
-        acc = reduce(st["correct"], reduce_op="sum") / count
-        kinds = st["archs"].kinds
-        is_text = st["archs"].specs[0].family in CAUSAL_LM
+        count = reduce(st.count, reduce_op="sum").clamp(min=1)
+        loss = reduce(st.sums, reduce_op="sum") / count  # (2, n): per architecture
+        acc = reduce(st.correct, reduce_op="sum") / count
+        kinds = st.archs.kinds
+        is_text = st.archs.specs[0].family in CAUSAL_LM
         values: dict[str, torch.Tensor] = {}
         for j, which in enumerate(("zero_shot", "random_init")):
             values[f"val/{which}_loss"] = loss[j].mean()
@@ -266,7 +294,7 @@ class GHNModule(L.LightningModule):
             else:
                 values[f"val/{which}_acc1"] = acc[j].mean()
         # Same-shape predicted tensors across depth: mean pairwise cosine (1 = collapsed).
-        cos = [c for c in map(depth_diversity, st["pred"]) if c is not None]
+        cos = [c for c in map(depth_diversity, st.pred) if c is not None]
         if cos:
             values["val/depth_cosine"] = torch.tensor(sum(cos) / len(cos))
         for k, v in values.items():
@@ -279,11 +307,11 @@ class GHNModule(L.LightningModule):
             dict(kind=kind, n_layer=s.n_layer, d_model=s.d_model, n_heads=s.n_heads,
                  num_params=int(n), zero_shot_loss=float(loss[0, i]),
                  random_init_loss=float(loss[1, i]),
+                 **({"kv_heads": s.kv_heads} if s.family == "llama" else {}),
                  **({} if is_text else dict(patch_size=s.patch_size,
                                             zero_shot_acc1=float(acc[0, i]),
                                             random_init_acc1=float(acc[1, i]))))
-            for i, (s, kind, n) in enumerate(zip(st["archs"].specs, kinds,
-                                                 st["archs"].num_params))
+            for i, (s, kind, n) in enumerate(zip(st.archs.specs, kinds, st.archs.num_params))
         ]
         self._val = None
         self._t_last = None  # validation time is not training throughput
@@ -300,25 +328,18 @@ class GHNModule(L.LightningModule):
             }})
 
 
-def build_ghn(cfg: dict[str, Any], seed: Optional[int] = None) -> nn.Module:
-    """The hypernetwork for a GHN config dict (``GHNConfig.to_dict()``), seeded."""
-    from logah.ghn import GHN, GHNConfig
-
-    return GHN(GHNConfig.from_dict(dict(cfg)), seed=seed)
-
-
 def summarize_heldout(report: list[dict[str, Any]]) -> str:
     """A printable table of per-architecture zero-shot vs random-init validation losses (plus
-    patch size and top-1 accuracy for ViTs), and a line of means."""
+    patch size and top-1 accuracy for ViTs, key/value heads for Llamas), and a line of means."""
     if not report:
         return "no held-out validation ran"
     vit = "zero_shot_acc1" in report[0]
-    head = (f"{'kind':<9} {'L':>2} {'d':>4} {'H':>2} {'p':>2} {'params':>11} {'zero-shot':>10} "
+    head = (f"{'kind':<9} {'L':>2} {'d':>4} {'H':>2} {'p|kv':>4} {'params':>11} {'zero-shot':>10} "
             f"{'random':>8}" + ("  acc1 zs/rnd" if vit else ""))
     lines = [head, "-" * len(head)]
     for r in report:
         line = (f"{r['kind']:<9} {r['n_layer']:>2} {r['d_model']:>4} {r['n_heads']:>2} "
-                f"{r.get('patch_size', '-'):>2} {r['num_params']:>11,} "
+                f"{r.get('patch_size', r.get('kv_heads', '-')):>4} {r['num_params']:>11,} "
                 f"{r['zero_shot_loss']:>10.4f} {r['random_init_loss']:>8.4f}")
         if vit:
             line += f"  {r['zero_shot_acc1']:.3f}/{r['random_init_acc1']:.3f}"

@@ -93,15 +93,6 @@ def parse_init(value: str) -> InitChoice:
     raise ConfigError(f"init: {value!r} is not one of: {INIT_CHOICES}")
 
 
-def check_init_options(opts: InitOptions) -> None:
-    """``init_opts.*`` values are in range (one error line naming the key)."""
-    if opts.noise < 0:
-        raise ConfigError(f"init_opts.noise: must be >= 0, got {opts.noise}")
-    if len(opts.mimetic) != 4:
-        raise ConfigError(f"init_opts.mimetic: expected [alpha_1, beta_1, alpha_2, beta_2], got "
-                          f"{list(opts.mimetic)}")
-
-
 def weights_spec(path: Path) -> Optional[ModelSpec]:
     """The spec recorded with the weights at ``path`` (logah.json or HF config.json), if any."""
     from logah.nn.io import SPEC_FILE, read_spec

@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from logah.config.errors import ConfigError
 from logah.config.train import OptimConfig
 
 # Layers whose >=2-D weight is decayed. Everything else (biases, LayerNorm, nn.Embedding tables,
@@ -68,29 +67,13 @@ class WarmupCosine:
         return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def check_optim_config(cfg: OptimConfig) -> None:
-    """Raise :class:`ConfigError` naming the first invalid ``optim.*`` value."""
-    if not cfg.lr > 0:
-        raise ConfigError(f"optim.lr: must be > 0, got {cfg.lr}")
-    if cfg.weight_decay < 0:
-        raise ConfigError(f"optim.weight_decay: must be >= 0, got {cfg.weight_decay}")
-    if cfg.warmup_steps < 0:
-        raise ConfigError(f"optim.warmup_steps: must be >= 0, got {cfg.warmup_steps}")
-    if not 0.0 <= cfg.min_lr_ratio <= 1.0:
-        raise ConfigError(f"optim.min_lr_ratio: must be in [0, 1], got {cfg.min_lr_ratio}")
-    if len(cfg.betas) != 2 or not all(0.0 <= b < 1.0 for b in cfg.betas):
-        raise ConfigError(f"optim.betas: need two values in [0, 1), got {list(cfg.betas)}")
-
-
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD (with momentum) over :func:`param_groups`."""
-    check_optim_config(cfg)
+    """AdamW or SGD (with momentum) over :func:`param_groups` (``cfg`` checked itself when built:
+    ``name`` is one of the two)."""
     groups = param_groups(model, cfg.weight_decay)
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    raise ConfigError(f"optim.name: {cfg.name!r} is not one of: adamw, sgd")
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
 
 
 def configure_optimizers(model: nn.Module, cfg: OptimConfig, total_steps: int) -> dict[str, Any]:

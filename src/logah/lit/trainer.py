@@ -87,23 +87,6 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return "32-true"
 
 
-def check_trainer_config(cfg: TrainerConfig) -> None:
-    """Raise :class:`ConfigError` naming the first invalid ``trainer.*`` value."""
-    if cfg.max_steps < 1 and cfg.max_steps != -1:
-        raise ConfigError(f"trainer.max_steps: must be >= 1 (or -1), got {cfg.max_steps}")
-    if cfg.max_steps == -1 and not cfg.max_epochs:
-        raise ConfigError("trainer.max_epochs: needed when trainer.max_steps=-1")
-    for key in ("val_check_interval", "log_every_n_steps", "accumulate_grad_batches"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"trainer.{key}: must be >= 1, got {getattr(cfg, key)}")
-    if cfg.ckpt_every_n_steps is not None and cfg.ckpt_every_n_steps < 1:
-        raise ConfigError(f"trainer.ckpt_every_n_steps: must be >= 1, got {cfg.ckpt_every_n_steps}")
-    if cfg.limit_val_batches < 0:
-        raise ConfigError(f"trainer.limit_val_batches: must be >= 0, got {cfg.limit_val_batches}")
-    if cfg.gradient_clip_val < 0:
-        raise ConfigError(f"trainer.gradient_clip_val: must be >= 0, got {cfg.gradient_clip_val}")
-
-
 def checkpoint_callbacks(
     cfg: TrainerConfig, ckpt_dir: Path, monitor: Optional[str], mode: str
 ) -> list[Callback]:
@@ -141,10 +124,9 @@ def build_trainer(
         **overrides: further ``lightning.Trainer`` arguments (tests, special commands).
 
     Raises:
-        ConfigError: an invalid ``trainer.*`` value, or one Lightning rejects (e.g. an accelerator
-            this machine lacks), as one line.
+        ConfigError: a ``trainer.*`` value Lightning rejects (e.g. an accelerator this machine
+            lacks), as one line. The values themselves were checked when ``cfg`` was built.
     """
-    check_trainer_config(cfg)
     for pattern in _QUIET:
         warnings.filterwarnings("ignore", message=pattern)
     run_dir = Path(run_dir)

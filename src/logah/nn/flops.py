@@ -15,13 +15,13 @@ from functools import lru_cache
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from logah.config.specs import ModelSpec
+from logah.config.specs import CAUSAL_LM, ModelSpec
 from logah.nn.build import build_model
 
 
 def step_flops(spec: ModelSpec, input_shape: tuple[int, ...]) -> int:
     """FLOPs of forward + backward of ``spec``'s model on one batch of ``input_shape``
-    (GPT-2: token ids (B, T); ViT: images (B, C, H, W)). Cached per (dims, shape)."""
+    (GPT-2 / Llama: token ids (B, T); ViT: images (B, C, H, W)). Cached per (dims, shape)."""
     # The growth history does not change the shapes (and its dicts are unhashable).
     return _count(spec.replace(growth=()), tuple(int(n) for n in input_shape))
 
@@ -29,7 +29,7 @@ def step_flops(spec: ModelSpec, input_shape: tuple[int, ...]) -> int:
 @lru_cache(maxsize=64)
 def _count(spec: ModelSpec, input_shape: tuple[int, ...]) -> int:
     model = build_model(spec, "meta")
-    if spec.family == "gpt2":
+    if spec.family in CAUSAL_LM:  # token ids
         x = torch.zeros(input_shape, dtype=torch.long, device="meta")
     else:
         x = torch.zeros(input_shape, device="meta")
