@@ -118,6 +118,37 @@ def diversity(run_dir: Path) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def diversity_in_subprocess(run_dir: Path) -> float | None:
+    """:func:`diversity` in a fresh process (torch work inside a runner thread can hang)."""
+    code = (f"import sys; sys.path[:0] = [{str(ROOT / 'src')!r}, {str(ROOT / 'experiments')!r}]; "
+            f"import ghn_ablation as g, pathlib; print(g.diversity(pathlib.Path({str(run_dir)!r})))")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True).stdout.strip().splitlines()[-1]
+    return None if out == "None" else float(out)
+
+
+def record(task: str, stage: str, seed: int, run_dir: Path, wall: float | None,
+           load0: tuple | None, load1: tuple | None) -> dict:
+    """The record of a finished cell (its run folder has ``heldout.json``)."""
+    heldout = json.loads((run_dir / "heldout.json").read_text())
+    rnd = (lambda xs: None if xs is None else [round(x, 2) for x in xs])  # noqa: E731
+    return dict(task=task, stage=stage, seed=seed, steps=heldout["global_step"],
+                flags=stage_flags(stage), wall_s=None if wall is None else round(wall, 1),
+                load_start=rnd(load0), load_end=rnd(load1), splits=split_means(heldout),
+                depth_cosine=diversity_in_subprocess(run_dir), run_dir=str(run_dir))
+
+
+def collect(task: str, stage: str, seed: int, runs: Path) -> dict | None:
+    """A record for a cell whose run finished outside a runner (wall time from file times;
+    load average not recorded)."""
+    run_dir = runs.resolve() / "train-ghn" / cell_name(task, stage, seed)
+    if not (run_dir / "heldout.json").is_file():
+        return None
+    wall = (run_dir / "heldout.json").stat().st_mtime - (run_dir / "config.yaml").stat().st_mtime
+    return record(task, stage, seed, run_dir, wall, None, None)
+
+
 def run_cell(task: str, stage: str, seed: int, steps: int, args: argparse.Namespace) -> dict:
     """Train (or resume) one cell and measure it; returns its record."""
     runs = Path(args.runs).resolve()
@@ -133,12 +164,7 @@ def run_cell(task: str, stage: str, seed: int, steps: int, args: argparse.Namesp
     wall, load1 = time.time() - t0, os.getloadavg()
     if rc != 0:
         raise RuntimeError(f"{cell_name(task, stage, seed)}: train-ghn exited {rc}; see {log}")
-    heldout = json.loads((run_dir / "heldout.json").read_text())
-    return dict(task=task, stage=stage, seed=seed, steps=heldout["global_step"],
-                flags=stage_flags(stage), wall_s=round(wall, 1),
-                load_start=[round(x, 2) for x in load0], load_end=[round(x, 2) for x in load1],
-                splits=split_means(heldout), depth_cosine=diversity(run_dir),
-                run_dir=str(run_dir))
+    return record(task, stage, seed, run_dir, wall, load0, load1)
 
 
 def _mean(values: list) -> float | None:
@@ -170,7 +196,8 @@ def table(records: list[dict]) -> str:
             cos = _mean([c["depth_cosine"] for c in cells])
             wall = _mean([c["wall_s"] for c in cells])
             lines.append(f"| {stage} | {' | '.join(parts)} | "
-                         f"{'–' if cos is None else f'{cos:.3f}'} | {wall:.0f} |")
+                         f"{'–' if cos is None else f'{cos:.3f}'} | "
+                         f"{'–' if wall is None else f'{wall:.0f}'} |")
         rnd = [_mean([c["splits"].get(s, {}).get("random_init_loss") for c in rows])
                for s in SPLITS]
         lines += ["| random init | " + " | ".join("–" if v is None else f"{v:.3f}" for v in rnd)
@@ -197,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--out", default=str(ROOT / "experiments" / "results" / "ghn-ablation"))
     p.add_argument("--runs", default=str(ROOT / "runs" / "ghn-ablation"))
+    p.add_argument("--collect", action="store_true",
+                   help="only record cells whose runs finished (no training)")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))
     steps = {k: int(v) for k, v in (s.split("=") for s in args.steps)}
@@ -204,7 +233,17 @@ def main(argv: list[str] | None = None) -> int:
     (out / "cells").mkdir(parents=True, exist_ok=True)
     todo = [(t, s, seed) for seed in args.seeds for t in args.tasks for s in args.stages
             if not (out / "cells" / f"{cell_name(t, s, seed)}.json").is_file()]
-    print(f"ghn-ablation: {len(todo)} cells to run -> {out}", flush=True)
+    print(f"ghn-ablation: {len(todo)} cells to {'collect' if args.collect else 'run'} -> {out}",
+          flush=True)
+    if args.collect:
+        from logah.utils.fs import atomic_write_text
+
+        for cell in todo:
+            rec = collect(*cell, Path(args.runs))
+            if rec is not None:
+                atomic_write_text(out / "cells" / f"{cell_name(*cell)}.json", json.dumps(rec))
+        print(table(write_outputs(out)))
+        return 0
 
     def one(cell: tuple[str, str, int]) -> None:
         task, stage, seed = cell
