@@ -12,7 +12,7 @@ ARGS   ?=
 export TIKTOKEN_CACHE_DIR := $(CURDIR)/.tmp/tiktoken
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-all data bench finetune finetune-grow finetune-vit tensorboard experiment-cpu experiment-progressive train-ghn
+.PHONY: help setup test test-all data bench finetune finetune-grow finetune-vit tensorboard experiment-cpu experiment-cpu-long experiment-progressive train-ghn
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-16s %s\n", $$1, $$2}'
@@ -58,8 +58,15 @@ tensorboard: $(SETUP) ## serve runs/ with TensorBoard at http://localhost:6006 (
 bench: $(SETUP) ## run every benchmarks/*.py and print one combined table (benchmarks/results/summary.md)
 	$(PY) benchmarks/run_all.py $(ARGS)
 
-experiment-cpu: data ## LoGAH vs GHN-3 vs random vs growth on unseen larger GPT/ViT (~1 h, 2 CPUs) -> experiments/results/
-	EXPERIMENT_COMMAND="make experiment-cpu $(ARGS)" $(PY) experiments/run.py conf/experiment/cpu-brown conf/experiment/cpu-fashion-mnist --results experiments/results $(ARGS)
+# Brown restricted to its 4,095 most frequent GPT-2 tokens + UNK (see experiments/remap_vocab.py).
+data/brown-v4k/meta.json: | data
+	$(PY) experiments/remap_vocab.py data/brown data/brown-v4k --vocab 4096
+
+experiment-cpu: data data/brown-v4k/meta.json ## fair protocol (7 inits x 2 lrs x 2 seeds) on unseen larger GPT/ViT -> experiments/results/; rerun resumes
+	EXPERIMENT_COMMAND="make experiment-cpu $(ARGS)" $(PY) experiments/run.py conf/experiment/cpu-brown conf/experiment/cpu-fashion-mnist --results experiments/results --keep-going $(ARGS)
+
+experiment-cpu-long: data data/brown-v4k/meta.json ## same with 30+ min GHNs and their 5/15/30-min snapshots as inits -> experiments/results-long/
+	EXPERIMENT_COMMAND="make experiment-cpu-long $(ARGS)" $(PY) experiments/run.py conf/experiment/cpu-brown-long conf/experiment/cpu-fashion-mnist-long --results experiments/results-long --keep-going $(ARGS)
 
 experiment-progressive: data ## progressive growth vs scratch vs one-shot vs clone/stack at equal FLOPs (~4.5 h, 2 CPUs) -> experiments/results/cpu-progressive
 	$(PY) experiments/progressive.py conf/experiment/cpu-progressive --results experiments/results $(ARGS)

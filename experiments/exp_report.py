@@ -1,11 +1,13 @@
-"""The results of ``experiments/run.py``: a summary table, plots, seeds and timings.
+"""The results of ``experiments/run.py``: per target the fair-protocol table and plots, seeds,
+timings.
 
-Writes into the results folder (next to each target's ``logah compare`` output ``{group}/``):
+Writes into the results folder, per target ``{group}/`` (``table.md``, ``curves.png`` — mean over
+seeds at each init's best learning rate with the seed band — ``protocol.json`` and, when the
+protocol names GHN snapshots, ``ghn_length.png``: steps saved vs GHN training minutes), and:
 
-* ``README-snippet.md``: what the README shows (summary table of every target, the plots, the
-  seeds, the machine and the time it took);
-* ``results.json``: the same numbers, machine-readable (every ``compare.json`` plus seeds, target
-  and GHN-space dims, stage timings);
+* ``README-snippet.md``: what the README shows (every target's table and plots, the unigram line
+  of GPT targets, missing cells, the machine and the time it took);
+* ``results.json``: the same numbers, machine-readable;
 * ``timings.md``: wall and CPU seconds of every stage.
 """
 
@@ -14,17 +16,17 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
-import yaml
-
-from exp_plan import Experiment, Stage  # noqa: E402  (experiments/ is on sys.path)
+from exp_plan import Experiment, Stage, load_protocol, Options  # noqa: E402  (experiments/ on path)
+from remap_vocab import unigram_nats  # noqa: E402
 
 from logah.config import load_config
 from logah.config.model import resolve_spec
 from logah.config.runs import FinetuneConfig, TrainGHNConfig
-from logah.report.compare import format_speedup
+from logah.report.protocol import Protocol, load_cell, markdown, protocol
 from logah.utils.fs import atomic_write_text
 
 
@@ -45,65 +47,87 @@ def target_dims(exp: Experiment, target: str) -> dict:
     return {"target": dims, "ghn_spaces": limits}
 
 
-def _run_seed(run_dir: Path) -> int | None:
-    cfg = run_dir / "config.yaml"
-    if not cfg.is_file():
+def unigram_line(finetune_file: Path) -> float | None:
+    """Unigram cross-entropy of a text target's validation split (None for images / no data)."""
+    import numpy as np
+
+    cfg = load_config(FinetuneConfig, finetune_file)
+    if cfg.data.name not in ("brown", "text"):
         return None
-    data = yaml.safe_load(cfg.read_text()) or {}
-    return data.get("seed")
+    root = Path(cfg.data.resolved_root())
+    files = [root / "train.bin", root / "val.bin"]
+    if not all(f.is_file() for f in files):
+        return None
+    meta = json.loads((root / "meta.json").read_text()) if (root / "meta.json").is_file() else {}
+    train, val = (np.fromfile(f, dtype=np.uint16) for f in files)
+    return unigram_nats(train, val, int(meta.get("vocab_size", 50257)))
 
 
-def _fmt(v: float | None, tag: str) -> str:
-    if v is None:
-        return "-"
-    return f"{100 * v:.2f}%" if "acc" in tag else (f"{v:.1f}" if v >= 100 else f"{v:.3f}")
+def missing_cells(members: list[Stage]) -> list[Stage]:
+    """Cells whose run has not finished (no exported weights)."""
+    return [s for s in members if not s.output.is_file()]
 
 
-def group_table(g: dict) -> str:
-    """One target's markdown table: per init, final/best metric, the other tag, steps, speed-up."""
-    c, metric = g["compare"], g["compare"]["metric"]
-    other = next((t for t in ("val/acc1", "val/ppl") if t in c["rows"][0]["final"]), None)
-    head = ["init", f"{metric} at start", f"final {metric}", f"best {metric}"]
-    head += [f"final {other}"] if other else []
-    head += [f"steps to random's final {metric} ({_fmt(c['target'], metric)})", "speed-up"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in c["rows"]:
-        steps = r["steps_to_target"]
-        start = _fmt(r.get("first"), metric)
-        if r.get("first_step"):  # no step-0 validation: say which step the first value is from
-            start += f" (step {r['first_step']})"
-        cells = [r["label"], start, _fmt(r["final"][metric], metric),
-                 _fmt(r["best"][metric], metric)]
-        cells += [_fmt(r["final"][other], other)] if other else []
-        cells += ["not reached" if steps is None else f"{steps:.0f} of {r['last_step']}",
-                  f"**{format_speedup(r)}**"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+def group_protocol(members: list[Stage]) -> tuple[Protocol | None, list[Stage]]:
+    """The protocol over the inits whose cells all finished, and the missing cells."""
+    missing = missing_cells(members)
+    gone = {s.label for s in missing}
+    cells = [load_cell(s.output.parents[1], s.label) for s in members if s.label not in gone]
+    if not cells:
+        return None, missing
+    base = "random" if "random" in {c.label for c in cells} else None
+    return protocol(cells, baseline=base), missing
 
 
-def summary_table(groups: dict[str, dict]) -> str:
-    """Every target's table under its name (printed at the end of a run)."""
-    return "\n".join(f"{group}\n{group_table(g)}" for group, g in groups.items())
+def ghn_length_points(index: Path, proto: Protocol, ghn: str) -> list[dict]:
+    """Per GHN training length (snapshots, then the final checkpoint, from the run's
+    ``snapshots.json``): minutes, GHN step and the fine-tuning steps saved against tuned random
+    (per seed, mean ± spread; None unless every seed reached the target)."""
+    entries = json.loads(index.read_text()) if index.is_file() else []
+    base = {r.label: r for r in proto.rows}.get(proto.baseline)
+    points = []
+    for e in entries:
+        label = ghn if e["file"] == "last.ckpt" else f"{ghn}-{e['minutes']:g}min"
+        row = {r.label: r for r in proto.rows}.get(label)
+        if row is None or base is None:
+            continue
+        saved = [b - s for b, s in zip(base.steps, row.steps) if b is not None and s is not None]
+        full = len(saved) == len(row.steps)
+        points.append({"label": label, "minutes": e["elapsed_s"] / 60, "ghn_step": e["step"],
+                       "steps_saved": saved if full else None,
+                       "mean": statistics.fmean(saved) if full else None,
+                       "sd": (statistics.stdev(saved) if len(saved) > 1 else 0.0) if full else None,
+                       "speedup": row.speedup})
+    return points
 
 
-def collect(exps: list[Experiment], stages: list[Stage], groups: dict[str, Path]) -> dict:
-    """Per group: the compare.json (rows labelled by init), seeds and dims."""
-    out = {}
-    for group, folder in groups.items():
-        members = [s for s in stages if s.group == group]  # fine-tuning runs: output = weights
-        labels = {s.output.parents[1].name: s.label for s in members}
-        comp = json.loads((folder / "compare.json").read_text())
-        for r in comp["rows"]:
-            r["label"] = labels.get(r["name"], r["name"])
-        exp = next(e for e in exps if e.name == members[0].experiment)
-        # Every training run of the experiment records its seed in its config.yaml (the run
-        # folder is output.parents[1] for both last.ckpt and weights/model.safetensors).
-        seeds = {s.id.split("/", 1)[1]: _run_seed(s.output.parents[1]) for s in stages
-                 if s.experiment == exp.name and s.argv[0] in ("train-ghn", "finetune")
-                 and (s.group is None or s.group == group)}
-        out[group] = {"compare": comp, "seeds": seeds, **target_dims(exp, members[0].target),
-                      "table": str(folder / "table.md"), "plot": str(folder / "curves.png")}
-    return out
+def plot_ghn_length(points: list[dict], dest: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    from logah.utils.fs import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    try:
+        got = [p for p in points if p["mean"] is not None]
+        ax.errorbar([p["minutes"] for p in got], [p["mean"] for p in got],
+                    yerr=[p["sd"] for p in got], marker="o", capsize=3, label="reached (mean ± sd)")
+        for p in points:
+            if p["mean"] is None:
+                ax.plot([p["minutes"]], [0], marker="x", color="red")
+                ax.annotate("not reached", (p["minutes"], 0), fontsize=7)
+        ax.axhline(0, color="grey", linewidth=1)
+        ax.set_xlabel("GHN training minutes (this machine)")
+        ax.set_ylabel("fine-tuning steps saved vs tuned random")
+        ax.grid(True, alpha=0.3)
+        ax.set_title(title, fontsize=9)
+        fig.tight_layout()
+        with atomic_path(dest) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def machine() -> dict:
@@ -128,44 +152,98 @@ def timings_table(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _snippet(data: dict, results: Path, command: str) -> str:
+def collect_group(exp: Experiment, stages: list[Stage], group: str, results: Path) -> dict:
+    """One target: protocol table/plots into ``results/group/``, and its numbers."""
+    from logah.report.plot import plot_protocol
+
+    members = [s for s in stages if s.group == group]
+    target = members[0].target
+    folder = results / group
+    folder.mkdir(parents=True, exist_ok=True)
+    proto, missing = group_protocol(members)
+    rerun = sorted({f"*{s.id.split('/', 2)[2]}" for s in missing})
+    out = {**target_dims(exp, target), "missing_cells": [s.id for s in missing],
+           "rerun_only": rerun, "unigram_val_nats": unigram_line(exp.targets[target])}
+    if proto is None:
+        return out
+    if out["unigram_val_nats"] is not None:
+        proto.extra_lines["unigram (val split)"] = out["unigram_val_nats"]
+    cells = [load_cell(s.output.parents[1], s.label) for s in members if s not in missing
+             and s.label in {r.label for r in proto.rows}]
+    plot_protocol(cells, proto, folder / "curves.png", title=f"{group}: mean over seeds at each "
+                  "init's best lr (band: min-max over seeds)")
+    table = markdown(proto)
+    atomic_write_text(folder / "table.md", table)
+    atomic_write_text(folder / "protocol.json", json.dumps(proto.to_dict(), indent=1) + "\n")
+    out.update(protocol=proto.to_dict(), table=table, plot=str(folder / "curves.png"))
+    curves = {}
+    for ghn in load_protocol(exp, Options()).ghn_snapshots:
+        ghn_stage = next(s for s in stages if s.id == f"{exp.name}/train-ghn/{ghn}")
+        points = ghn_length_points(ghn_stage.output.parent / "snapshots.json", proto, ghn)
+        if points:
+            dest = folder / f"ghn_length-{ghn}.png"
+            plot_ghn_length(points, dest, f"{group}: {ghn} init vs its training length")
+            curves[ghn] = {"points": points, "plot": str(dest)}
+    out["ghn_length"] = curves
+    return out
+
+
+def _snippet(data: dict, command: str) -> str:
     m = data["machine"]
     parts = [f"Results of `{command}` ({m['date']}, {m['cpus']} CPU cores, torch {m['torch']}; "
              f"all stages {data['stage_wall_s'] / 60:.0f} min wall, "
              f"{data['stage_cpu_s'] / 60:.0f} min CPU; load average at the end "
              f"{m['load_avg_1_5_15'][2]:.1f}).",
-             "Each target is deeper and wider than every architecture its GHNs trained on; every "
-             "initialisation is fine-tuned with the same recipe for the same number of steps. "
-             "At start = the initialisation's own validation loss (step 0, before any update). "
-             "Speed-up = steps random init needs to reach its final validation loss / steps the "
-             "run needs (interpolated between evaluations; `>=`: already there at the first "
-             "evaluation). `grow-*` starts from a small model trained on the task first.", ""]
+             "Protocol: every init is fine-tuned with the same recipe at every learning rate of "
+             "the grid and every seed; its best rate is the one with the best mean final "
+             "validation loss over seeds (the same rule for every init). Values are mean ± sample "
+             "std over seeds at that rate; at start = step 0, before any update. Steps to the "
+             "target: the first (interpolated) evaluation where seed s reaches the tuned random "
+             "run's seed-s final loss; FLOPs = 6N x tokens per step x steps (or `perf/flops`). "
+             "Growth inits start from a small model trained on the task first, GHN inits from "
+             "a trained GHN: neither upfront cost is counted.", ""]
     for group, g in data["groups"].items():
         t = g["target"]
         spaces = "; ".join(f"{k}: L <= {v['max_layers']}, d <= {v['max_width']}"
                            for k, v in g["ghn_spaces"].items())
-        seeds = ", ".join(f"{k} {v}" for k, v in g["seeds"].items())
-        rel = os.path.relpath(Path(g["plot"]), Path.cwd())
         parts += [f"**{group}**: target {t['family']} {t['n_layer']} layers x {t['d_model']} "
-                  f"({t['n_heads']} heads, MLP {t['d_mlp']}); GHN training spaces: {spaces}. "
-                  f"Seeds: {seeds}.", "", group_table(g), f"![{group}]({rel})", ""]
-    parts.append(f"Per-stage timings: `{os.path.relpath(results / 'timings.md', Path.cwd())}`.")
+                  f"({t['n_heads']} heads, MLP {t['d_mlp']}); GHN training spaces: {spaces}.", ""]
+        if "table" in g:
+            parts += [g["table"], f"![{group}]({_rel(g['plot'])})", ""]
+        for ghn, c in g.get("ghn_length", {}).items():
+            pts = ", ".join(f"{p['minutes']:.0f} min: " + ("not reached" if p["mean"] is None
+                            else f"{p['mean']:.0f} ± {p['sd']:.0f}") for p in c["points"])
+            parts += [f"Steps saved by {ghn} vs its training length: {pts}.",
+                      f"![{group} {ghn}]({_rel(c['plot'])})", ""]
+        if g["missing_cells"]:
+            parts += [f"Missing cells ({len(g['missing_cells'])}; their inits are left out): "
+                      f"rerun only them with `--only {' '.join(g['rerun_only'])}`.", ""]
+    parts.append("Per-stage timings: `timings.md`.")
     return "\n".join(parts) + "\n"
 
 
+def _rel(path: str) -> str:
+    return os.path.relpath(Path(path), Path.cwd())
+
+
 def write_report(exps: list[Experiment], stages: list[Stage], records: list[dict],
-                 groups: dict[str, Path], results: Path, total_wall: float,
-                 argv: list[str]) -> None:
-    """Write ``README-snippet.md``, ``results.json`` and ``timings.md`` into ``results``."""
+                 results: Path, total_wall: float, argv: list[str]) -> None:
+    """Write every target's protocol output, ``README-snippet.md``, ``results.json`` and
+    ``timings.md`` into ``results``."""
     results.mkdir(parents=True, exist_ok=True)
-    data = {"command": " ".join(argv), "machine": machine(),
-            "groups": collect(exps, stages, groups),
+    groups = {}
+    for exp in exps:
+        for group in dict.fromkeys(s.group for s in stages
+                                   if s.group and s.experiment == exp.name):
+            groups[group] = collect_group(exp, stages, group, results)
+    data = {"command": " ".join(argv), "machine": machine(), "groups": groups,
             "stages": records, "this_invocation_wall_s": round(total_wall, 1),
             "stage_wall_s": round(sum(r.get("wall_s", 0) for r in records), 1),
             "stage_cpu_s": round(sum(r.get("cpu_s", 0) for r in records), 1)}
     command = os.environ.get("EXPERIMENT_COMMAND", "").strip() or "python " + " ".join(argv)
-    atomic_write_text(results / "results.json", json.dumps(data, indent=1) + "\n")
+    atomic_write_text(results / "results.json", json.dumps(data, indent=1, default=str) + "\n")
     atomic_write_text(results / "timings.md", timings_table(records))
-    atomic_write_text(results / "README-snippet.md", _snippet(data, results, command))
+    atomic_write_text(results / "README-snippet.md", _snippet(data, command))
     print(f"\nwrote {results}/README-snippet.md, results.json, timings.md")
-    print(summary_table(data["groups"]), end="")
+    for group, g in groups.items():
+        print(f"{group}\n{g.get('table', 'no finished init yet')}")

@@ -3,19 +3,24 @@
     python experiments/run.py conf/experiment/cpu-brown conf/experiment/cpu-fashion-mnist
     python experiments/run.py conf/experiment/cifar100 --devices 8 --predict-device cuda
     python experiments/run.py conf/experiment/wikitext103 --target gpt2-l --dry-run
+    python experiments/run.py conf/experiment/cpu-brown --only '*random-lr0.003-s1'
 
 Every command is printed (``$ logah ...``) before it runs. A stage that finished writes a marker
 ``{out_dir}/.stages/<id>.json`` (command, config-file hash, wall and CPU seconds); a rerun skips a
 stage whose marker matches and whose output still exists, and an interrupted stage resumes from
-its own ``last.ckpt`` (the commands resume by themselves). At the end each target's fine-tuning
-runs are compared (``logah compare``) into ``{results}/{experiment}-{target}/`` and the summary,
-``{results}/README-snippet.md``, ``results.json`` and ``timings.md`` are written (see
-``exp_report.py``).
+its own ``last.ckpt`` (the commands resume by themselves). So rerunning the same command runs only
+the cells that failed or are missing; ``--only GLOB`` restricts a run to matching stage ids. With
+``--keep-going`` a failed stage does not stop the others. At the end each target's cells are
+compared by the fair protocol (:mod:`logah.report.protocol`) into ``{results}/{experiment}-{target}/``
+and the summary, ``{results}/README-snippet.md``, ``results.json`` and ``timings.md`` are written
+(see ``exp_report.py``); a target with missing cells is reported as such, with the command that
+reruns them.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import resource
@@ -122,26 +127,31 @@ def run_stage(stage: Stage, out_dir: Path, dry_run: bool) -> dict:
     return record
 
 
-def compare_groups(stages: list[Stage], results: Path, dry_run: bool) -> dict[str, Path]:
-    """``logah compare`` the fine-tuning runs of each target; returns group -> output folder."""
-    groups: dict[str, list[Stage]] = {}
+def select(stages: list[Stage], only: list[str] | None) -> list[Stage]:
+    """The stages ``--only`` globs match (all without it); one error when nothing matches."""
+    if not only:
+        return stages
+    chosen = [s for s in stages if any(fnmatch.fnmatchcase(s.id, g) for g in only)]
+    if not chosen:
+        raise ExperimentError(f"--only {' '.join(only)}: matches no stage id (e.g. "
+                              f"{stages[-1].id})")
+    return chosen
+
+
+def run_all(stages: list[Stage], out_dir: Path, dry_run: bool,
+            keep_going: bool) -> tuple[list[dict], list[str]]:
+    """Run each stage (skipping done ones); with ``keep_going`` a failure is recorded and the
+    next stage runs. Returns the timing records and the ids that failed."""
+    records, failed = [], []
     for s in stages:
-        if s.group is not None:
-            groups.setdefault(s.group, []).append(s)
-    outs = {}
-    for group, members in groups.items():
-        # .../finetune/<name>/weights/model.safetensors -> the run folder; the baseline is the
-        # run saved with init: random (logah compare finds it).
-        runs = [str(s.output.parents[1]) for s in members]
-        argv = ["compare", *runs, "--out", str(results / group), "--title",
-                f"{group}: validation curves"]
-        print(f"\n[compare] {group}\n$ logah {shlex.join(argv)}", flush=True)
-        if not dry_run:
-            rc = subprocess.call([*logah_argv(), *argv], env=child_env())
-            if rc != 0:
-                raise ExperimentError(f"compare {group} failed (exit {rc})")
-        outs[group] = results / group
-    return outs
+        try:
+            records.append(run_stage(s, out_dir, dry_run))
+        except ExperimentError as e:
+            if not keep_going:
+                raise
+            print(f"[failed] {e}", file=sys.stderr, flush=True)
+            failed.append(s.id)
+    return records, failed
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -154,7 +164,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--results", type=Path,
                     help="tables, plots, summary (default: OUT_DIR/results; make experiment-cpu: "
                     "experiments/results)")
-    ap.add_argument("--seed", type=int, help="override every stage's seed (names get -s<seed>)")
+    ap.add_argument("--lrs", type=float, nargs="+", metavar="LR",
+                    help="learning-rate grid of every target (default: protocol.yaml's)")
+    ap.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                    help="fine-tuning seeds (default: protocol.yaml's)")
+    ap.add_argument("--only", nargs="+", metavar="GLOB",
+                    help="run only stages whose id matches (e.g. '*random-lr0.003-s1'); the "
+                    "report still covers every cell")
+    ap.add_argument("--keep-going", action="store_true",
+                    help="a failed stage does not stop the others (exit 1 at the end)")
     ap.add_argument("--devices", type=int, help="trainer.devices of training stages (ddp if > 1)")
     ap.add_argument("--ghn-devices", type=int,
                     help="trainer.devices of train-ghn stages (default --devices); the meta-batch "
@@ -171,17 +189,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.results = args.results or args.out_dir / "results"
-    opts = Options(out_dir=args.out_dir, seed=args.seed, devices=args.devices,
+    opts = Options(out_dir=args.out_dir, lrs=args.lrs, seeds=args.seeds, devices=args.devices,
                    ghn_devices=args.ghn_devices, sets=args.sets,
                    predict_device=args.predict_device, targets=args.targets)
     t0 = time.perf_counter()
     try:
         exps = [load_experiment(p) for p in args.experiments]
         stages = [s for e in exps for s in plan(e, opts)]  # validates every config first
-        records = [run_stage(s, args.out_dir, args.dry_run) for s in stages]
-        groups = compare_groups(stages, args.results, args.dry_run)
+        chosen = select(stages, args.only)
+        records, failed = run_all(chosen, args.out_dir, args.dry_run, args.keep_going)
         if not args.dry_run:
-            write_report(exps, stages, records, groups, args.results,
+            write_report(exps, stages, records, args.results,
                          total_wall=time.perf_counter() - t0, argv=sys.argv)
     except LogahError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -189,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to continue", file=sys.stderr)
         return 130
+    if failed:
+        print(f"failed: {', '.join(failed)}; rerun the same command to retry only these",
+              file=sys.stderr)
+        return 1
     return 0
 
 

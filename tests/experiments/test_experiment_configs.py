@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from exp_plan import ROLES, ExperimentError, Options, load_experiment, plan
+from exp_plan import ROLES, ExperimentError, Options, load_experiment, load_protocol, plan
 
 from logah.config import load_config
 from logah.config.model import resolve_spec
@@ -14,7 +14,7 @@ from logah.config.model import resolve_spec
 ROOT = Path(__file__).resolve().parents[2]
 EXP_DIRS = sorted(p for p in (ROOT / "conf" / "experiment").iterdir() if p.is_dir())
 FILES = sorted((ROOT / "conf" / "experiment").rglob("*.yaml"))
-CPU = ("cpu-brown", "cpu-fashion-mnist")
+CPU = ("cpu-brown", "cpu-fashion-mnist", "cpu-brown-long", "cpu-fashion-mnist-long")
 
 
 def test_the_scan_sees_the_experiments():
@@ -26,6 +26,9 @@ def test_the_scan_sees_the_experiments():
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(ROOT / "conf")))
 def test_every_experiment_file_validates(path):
+    if path.name == "protocol.yaml":
+        load_protocol(load_experiment(path.parent), Options())
+        return
     role = path.stem.split("-", 1)[0]
     cfg = load_config(ROLES[role], path)
     spec = resolve_spec(cfg.model)
@@ -42,17 +45,24 @@ def test_every_experiment_plans(exp_dir):
     stages = plan(exp, Options())
     ids = [s.id for s in stages]
     assert len(ids) == len(set(ids))
+    proto = load_protocol(exp, Options())
     for target in exp.targets:
-        inits = {s.label for s in stages if s.target == target}
-        assert inits == {"random", *exp.ghns, *(f"grow-{g}" for g in exp.grows)}
+        cells = [s for s in stages if s.target == target]
+        labels = {s.label for s in cells}
+        assert {"random", *exp.ghns} <= labels
+        n_lr, n_seed = max(len(proto.lrs), 1), max(len(proto.seeds), 1)
+        assert len(cells) == len(labels) * n_lr * n_seed  # the full grid
     # every stage's inputs are produced by an earlier stage
     produced = set()
     for s in stages:
         for tok in s.argv:
-            ref = Path(tok.removeprefix("weights:"))
-            if tok.startswith("weights:") or tok.endswith(".ckpt"):
-                assert any(str(p).startswith(str(ref)) for p in produced), (s.id, tok)
+            kind, _, ref = tok.removeprefix("init=").partition(":")
+            if kind in ("weights", "ghn", "grow", "hyperclone", "stack") and ref:
+                assert any(str(p).startswith(ref) or ref.startswith(f"{p}/") for p in produced), \
+                    (s.id, tok)
         produced.add(s.output)
+        if s.argv[0] == "train-ghn":  # it also writes its snapshots beside last.ckpt
+            produced.add(s.output.parent)
 
 
 @pytest.mark.parametrize("name", CPU)
@@ -67,28 +77,42 @@ def test_cpu_targets_are_deeper_and_wider_than_every_ghn_space(name):
     assert set(exp.ghns) == {"logah-t", "ghn3-t"} and exp.grows
 
 
-def test_cpu_brown_commands(tmp_path):
+def test_cpu_brown_grid_commands(tmp_path):
     exp = load_experiment(ROOT / "conf" / "experiment" / "cpu-brown")
     out = tmp_path / "r"
-    stages = {s.id: s for s in plan(exp, Options(out_dir=out, seed=3, devices=2))}
-    ghn = stages["cpu-brown/train-ghn/logah-t-s3"].argv
+    stages = {s.id: s for s in plan(exp, Options(out_dir=out, devices=2, seeds=[3, 4]))}
+    ghn = stages["cpu-brown/train-ghn/logah-t"].argv
     assert ghn[:3] == ["train-ghn", "--config", str(exp.ghns["logah-t"])]
-    assert {"name=cpu-brown-logah-t-s3", f"out_dir={out}", "seed=3", "trainer.devices=2",
+    assert {"name=cpu-brown-logah-t", f"out_dir={out}", "trainer.devices=2",
             "trainer.strategy=ddp"} <= set(ghn)
-    pred = stages["cpu-brown/predict/gpt2-4x96-logah-t-s3"].argv
-    ckpt = out / "train-ghn" / "cpu-brown-logah-t-s3" / "checkpoints" / "last.ckpt"
-    assert pred[:5] == ["predict", "--ghn", str(ckpt), "--arch", "gpt2-tiny"]
-    assert {"model.n_layer=4", "model.d_model=96", "model.n_ctx=64"} <= set(pred)
-    grow = stages["cpu-brown/grow/gpt2-4x96-gpt2-2x64-s3"].argv
-    assert grow[grow.index("--to") + 1] == "n_layer=4,d_model=96,d_qk=24,d_v=24,d_mlp=384"
-    ft = stages["cpu-brown/finetune/gpt2-4x96-grow-gpt2-2x64-s3"]
-    assert f"init=weights:{out}/grow/cpu-brown-gpt2-4x96-from-gpt2-2x64-s3" in ft.argv
-    assert ft.group == "cpu-brown-gpt2-4x96-s3"
-    # the grown weights' LayerNorm eps is stated once the grow stage has written it
-    assert ft.command()[-1].startswith("model.ln_eps=<from ")
-    ft.eps_from.mkdir(parents=True)
-    (ft.eps_from / "logah.json").write_text('{"spec": {"ln_eps": 6.5e-06}}')
-    assert ft.command()[-1] == "model.ln_eps=6.5e-06"
+    cells = [s for s in stages.values() if s.group == "cpu-brown-gpt2-4x64"]
+    # the seven inits of the comparison, each at both rates and both seeds
+    assert {s.label for s in cells} == {"random", "mimetic", "logah-t", "ghn3-t", "grow-gpt2-2x32",
+                                        "stack-gpt2-2x32", "hyperclone-gpt2-4x32"}
+    assert {(s.lr, s.seed) for s in cells if s.label == "mimetic"} == {
+        (0.003, 3), (0.003, 4), (0.01, 3), (0.01, 4)}
+    ghn_cell = stages["cpu-brown/finetune/gpt2-4x64-logah-t-lr0.01-s4"]
+    ckpt = out / "train-ghn" / "cpu-brown-logah-t" / "checkpoints" / "last.ckpt"
+    assert {f"init=ghn:{ckpt}", "optim.lr=0.01", "seed=4",
+            "name=cpu-brown-gpt2-4x64-logah-t-lr0.01-s4"} <= set(ghn_cell.argv)
+    assert ghn_cell.deps == [ckpt]
+    stack = stages["cpu-brown/finetune/gpt2-4x64-stack-gpt2-2x32-lr0.003-s3"]
+    weights = out / "finetune" / "cpu-brown-gpt2-2x32" / "weights"
+    assert f"init=stack:{weights}" in stack.argv
+    assert stack.deps == [weights / "model.safetensors"]
+
+
+def test_long_experiment_adds_ghn_snapshot_inits(tmp_path):
+    exp = load_experiment(ROOT / "conf" / "experiment" / "cpu-brown-long")
+    stages = plan(exp, Options(out_dir=tmp_path))
+    labels = {s.label for s in stages if s.group}
+    assert {"logah-t-5min", "logah-t-15min", "logah-t-30min"} <= labels
+    snap = next(s for s in stages if s.label == "logah-t-15min")
+    assert snap.deps == [tmp_path / "train-ghn" / "cpu-brown-long-logah-t" / "checkpoints" /
+                         "snapshot-15min.ckpt"]
+    ghn_cfg = load_config(ROLES["ghn"], exp.ghns["logah-t"])
+    assert ghn_cfg.max_minutes >= 30 and list(ghn_cfg.snapshot_minutes) == [5, 15, 30]
+    assert len(load_protocol(exp, Options()).lrs) >= 2
 
 
 def test_bad_folders_and_overrides(tmp_path):
@@ -106,3 +130,11 @@ def test_bad_folders_and_overrides(tmp_path):
         plan(exp, Options(sets=["trainer.max_stepz=3"]))
     with pytest.raises(ExperimentError, match="--target nope: not in"):
         plan(exp, Options(targets=["nope"]))
+    (tmp_path / "e" / "notes.yaml").unlink()
+    (tmp_path / "e" / "finetune-t.yaml").write_text("seed: 0\n")
+    (tmp_path / "e" / "protocol.yaml").write_text("inits: [random, xavier]\n")
+    with pytest.raises(ExperimentError, match=r"inits must be kinds .*\['xavier'\]"):
+        plan(load_experiment(tmp_path / "e"), Options())
+    (tmp_path / "e" / "protocol.yaml").write_text("lrz: [1]\n")
+    with pytest.raises(ExperimentError, match="protocol.yaml: lrz"):
+        plan(load_experiment(tmp_path / "e"), Options())

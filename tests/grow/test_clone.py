@@ -114,3 +114,16 @@ def test_stack_with_width_cloning():
     # not function-preserving: the extra layers change the output
     x = inputs(spec)
     assert max_diff(logits(new_spec, new, x), logits(spec, state, x)) > 1e-3
+
+
+def test_llama_stacks_but_does_not_clone_width():
+    from logah.config import get_preset
+    from logah.nn import build_model
+
+    spec = get_preset("llama-tiny").replace(vocab_size=16, n_ctx=8)
+    state = {k: v.detach() for k, v in build_model(spec, seed=0).state_dict().items()}
+    new_spec, new = stack_to(spec, state, spec.replace(n_layer=5))
+    assert new_spec.n_layer == 5 and torch.equal(new["blocks.4.attn.q.weight"],
+                                                 state["blocks.0.attn.q.weight"])
+    with pytest.raises(GrowError, match="implemented for gpt2 and vit, not llama"):
+        hyperclone(spec, state, spec.replace(d_model=128, n_heads=8, d_mlp=352))

@@ -82,7 +82,7 @@ def read_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
 
 def checkpoint_step(ckpt: Path) -> int:
     """The ``global_step`` a Lightning checkpoint was saved at."""
-    return int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
+    return int(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"])
 
 
 def rerun_resumes(cmd: list[str], run: Path, saved: int, max_steps: int, timeout: float) -> str:

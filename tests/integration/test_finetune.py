@@ -51,7 +51,7 @@ def test_lm_run_logs_the_shared_tags_and_loss_falls(lm_run):
 def test_lm_run_folder_layout_and_exported_weights(lm_run):
     run, _ = lm_run
     assert {p.name for p in (run / "checkpoints").iterdir()} == {"last.ckpt", "best.ckpt"}
-    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == 40
     assert last["logah_spec"]["vocab_size"] == 64
     cfg = load_config(FinetuneConfig, run / "config.yaml")
@@ -72,7 +72,7 @@ def test_rerunning_a_finished_run_resumes_at_its_last_step(lm_run, capsys):
     assert main(["finetune", *args]) == 0
     out = capsys.readouterr().out
     assert "resuming" in out and "at step 40" in out
-    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == 40
     assert set(events_before) <= set(run.glob("events.out.tfevents.*"))
     assert [s for s, _ in read_scalars(run)["val/loss"]].count(0) == 1  # no 2nd step-0 validation

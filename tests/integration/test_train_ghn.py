@@ -20,9 +20,27 @@ def trained(tmp_path_factory):
     """One short run shared by the tests below (6 steps, validation at steps 3 and 6)."""
     tmp = tmp_path_factory.mktemp("ghn")
     data = write_text_data(tmp / "data", 6_000, 1_500)
-    code = main(["train-ghn", *ghn_overrides(data, tmp / "runs")])
+    # snapshot at 0.0001 min: due at the first step; at 1000 min: never in this run
+    code = main(["train-ghn", *ghn_overrides(data, tmp / "runs"), "snapshot_minutes=[0.0001,1000]"])
     assert code == 0
     return tmp / "runs" / "train-ghn" / "g"
+
+
+def test_snapshots_along_the_way_are_ghn_checkpoints(trained):
+    from logah.ghn.io import load_ghn
+
+    ckpts = trained / "checkpoints"
+    index = json.loads((ckpts / "snapshots.json").read_text())
+    assert [(d["minutes"], d["step"], d["file"]) for d in index[:1]] == [
+        (0.0001, 1, "snapshot-0.0001min.ckpt")]
+    assert index[1]["file"] == "last.ckpt" and index[1]["step"] == 6 and len(index) == 2
+    snap = torch.load(ckpts / "snapshot-0.0001min.ckpt", map_location="cpu", weights_only=False)
+    assert snap["global_step"] == 1
+    last = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)
+    state = next(v for k, v in last["callbacks"].items() if k.startswith("Snapshots"))
+    assert state["elapsed_s"] > 0 and len(state["done"]) == 1  # the clock survives a resume
+    assert load_ghn(ckpts / "snapshot-0.0001min.ckpt").num_params() > 0
+    assert not (ckpts / "snapshot-1000min.ckpt").exists()
 
 
 def test_run_folder_holds_config_archs_checkpoint_and_heldout_report(trained):
@@ -33,7 +51,7 @@ def test_run_folder_holds_config_archs_checkpoint_and_heldout_report(trained):
     train_keys = {json.dumps(doc["specs"][i], sort_keys=True) for i in doc["train"]}
     held_keys = {json.dumps(doc["specs"][h["spec"]], sort_keys=True) for h in doc["heldout"]}
     assert not train_keys & held_keys
-    ckpt = torch.load(trained / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(trained / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 6
     assert all(k.startswith("ghn.") for k in ckpt["state_dict"])  # no target / baseline tensors
     assert ckpt["hyper_parameters"]["ghn"]["hid"] == 32
@@ -75,7 +93,7 @@ def test_checkpoint_loads_with_load_ghn_and_predict_cli(trained, tmp_path):
 
     ckpt = trained / "checkpoints" / "last.ckpt"
     ghn = load_ghn(ckpt)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     for k, v in ghn.state_dict().items():
         if f"ghn.{k}" in state:
             assert torch.equal(v, state[f"ghn.{k}"]), k
@@ -110,7 +128,7 @@ def test_max_minutes_stops_early_then_still_validates_and_checkpoints(tmp_path, 
     assert "stopped at step 1 of 50 (max_minutes=0.0001)" in out and "mean: zero-shot" in out
     run = tmp_path / "runs" / "train-ghn" / "t"
     assert json.loads((run / "heldout.json").read_text())["global_step"] == 1
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 1
 
 

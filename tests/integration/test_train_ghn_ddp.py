@@ -69,5 +69,5 @@ def test_two_gloo_ranks_end_identical_and_draw_different_architectures(tmp_path)
                seed=0).state_dict()
     assert any(not torch.equal(init[k], a[k]) for k in a)
     ckpt = out / "train-ghn" / "ddp" / "checkpoints" / "last.ckpt"
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     assert all(torch.equal(state[f"ghn.{k}"], a[k]) for k in a)

@@ -28,12 +28,17 @@ SPECS = [
     llama_spec(2, 64, 8, 1, 96, vocab_size=97, n_ctx=24, ln_eps=1e-6, rope_base=500000.0),  # MQA
     # head_dim free of d_model (as Gemma / Qwen3 style configs): 4 heads of 12 in a 32-wide model
     llama_spec(1, 32, 4, 2, 40, vocab_size=29, n_ctx=12, head_dim=12, tie_embeddings=False),
+    # Llama 3.1/3.2's "llama3" rotary scaling (original context 8 so every band is exercised)
+    llama_spec(2, 48, 4, 2, 100, vocab_size=61, n_ctx=16, rope_base=500000.0,
+               rope_scaling=(32.0, 1.0, 4.0, 8.0)),
 ]
 
 
 def _ids(spec) -> str:
     tied = "tied" if spec.tie_embeddings else "untied"
-    return f"L{spec.n_layer}-D{spec.d_model}-H{spec.n_heads}-KV{spec.kv_heads}-hd{spec.d_qk}-{tied}"
+    rope = "-llama3" if spec.rope_scaling else ""
+    return (f"L{spec.n_layer}-D{spec.d_model}-H{spec.n_heads}-KV{spec.kv_heads}-hd{spec.d_qk}-"
+            f"{tied}{rope}")
 
 
 def _idx(spec, batch: int = 2) -> torch.Tensor:

@@ -26,6 +26,8 @@ def test_real_presets_have_the_published_parameter_counts_and_shapes():
         128256, 8192, 500000.0, 8, 128, False)
     assert get_preset("llama-3.2-1b").tie_embeddings and get_preset("llama-3.2-3b").d_qk == 128
     assert get_preset("tinyllama-1.1b").vocab_size == 32000
+    assert get_preset("llama-3.2-1b").rope_scaling == (32.0, 1.0, 4.0, 8192.0)
+    assert not s.rope_scaling  # Llama 3 (8B) predates the llama3 scaling
 
 
 def test_canonical_names_and_no_biases():
@@ -104,6 +106,7 @@ def test_gqa_equals_mha_with_repeated_kv_heads():
     ({"d_qk": 15}, r"model\.d_qk: rotary .* even, got 15"),
     ({"rope_base": 1.0}, r"model\.rope_base"),
     ({"rope_dims": (8, 12)}, r"model\.rope_dims"),
+    ({"rope_scaling": (32.0, 4.0, 1.0, 8192.0)}, r"model\.rope_scaling"),
 ])
 def test_bad_llama_configs_give_one_clear_error(changes, match):
     with pytest.raises(ConfigError, match=match) as e:

@@ -85,3 +85,24 @@ def test_generic_over_projection_names_and_grouped_heads():
     assert torch.allclose(vo @ vo, -vo, atol=1e-5)  # -1 x a rank-16 projection
     with pytest.raises(ValueError, match="no attention module"):
         mimetic_(nn.Linear(3, 3))
+
+
+def test_llama_grouped_query_attention():
+    """Llama (4 query heads over 2 key/value heads, ``n_kv``): each query head scores against its
+    group's key with a positive-diagonal product; the layer's ``Wo Wv`` has a negative one."""
+    from logah.config import get_preset
+
+    spec = get_preset("llama-tiny").replace(vocab_size=32, n_ctx=16)
+    model = build_model(spec, seed=0)
+    assert mimetic_(model, (0.0, 1.0, 0.0, 1.0), torch.Generator().manual_seed(2)) == spec.n_layer
+    attn = model.blocks[0].attn
+    assert attn.n_kv == 2 and attn.n_heads == 4
+    q, k = _heads(attn, "q", spec.d_qk), _heads(attn, "k", spec.d_qk)
+    for h in range(4):
+        prod = q[h].T @ k[h // 2]
+        assert torch.allclose(prod @ prod, prod, atol=1e-4)  # beta = 1: a projection
+        assert torch.trace(prod).item() == pytest.approx(spec.d_qk, rel=1e-4)
+    o = attn.proj.weight.double().view(spec.d_model, 2, 2, spec.d_v).sum(2).reshape(
+        spec.d_model, 2 * spec.d_v)
+    vo = o @ attn.v.weight.double()
+    assert torch.allclose(vo @ vo, -vo, atol=1e-4)

@@ -64,6 +64,20 @@ def _peak_rss_mib() -> float | None:
     return None
 
 
+def _device(name: str):
+    """``torch.device(name)``, checked by allocating on it: fails here, not half-way."""
+    import torch
+
+    from logah.config import LogahError
+
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as e:
+        raise LogahError(f"--device {name}: {str(e).splitlines()[0]}") from None
+    return device
+
+
 def run(args: argparse.Namespace) -> int:
     # Idle OpenMP threads sleep instead of spinning: on a shared or oversubscribed machine the
     # spinning doubles the CPU time of every parallel product (measured: 11 s -> 6.7 s wall for
@@ -90,11 +104,7 @@ def run(args: argparse.Namespace) -> int:
         from logah.nn.hf import check_hf_exportable
 
         check_hf_exportable(spec)  # one error naming the dims, before any work
-    try:
-        device = torch.device(args.device)
-        torch.empty(0, device=device)  # fails here, not half-way, when the device is unusable
-    except (RuntimeError, AssertionError) as e:
-        raise LogahError(f"--device {args.device}: {str(e).splitlines()[0]}") from None
+    device = _device(args.device)
     t0 = time.perf_counter()
     ghn = load_ghn(args.ghn, map_location=device, seed=args.seed)
     graph = graph_for_spec(spec)

@@ -8,12 +8,12 @@ conversion. Only what our models represent exactly is accepted; anything else is
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from logah.config.errors import LogahError
+from logah.config.files import read_json
 from logah.config.specs import ModelSpec
 
 HF_CONFIG_FILE = "config.json"
@@ -64,9 +64,12 @@ def spec_from_hf_config(cfg: Any) -> ModelSpec:
         f"HF config: model_type={kind!r} is not supported (need gpt2, vit or llama)")
 
 
+_LLAMA3_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+
+
 def _llama_spec(d: dict[str, Any]) -> ModelSpec:
     """A llama spec from a ``LlamaForCausalLM`` ``config.json`` (transformers 4: ``rope_theta``,
-    5: ``rope_parameters``); only plain rotary, silu and no biases are exact."""
+    5: ``rope_parameters``); plain or "llama3"-scaled rotary, silu and no biases are exact."""
     rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
     kind = rope.get("rope_type", rope.get("type", "default"))
     unsupported = [
@@ -77,11 +80,11 @@ def _llama_spec(d: dict[str, Any]) -> ModelSpec:
             ("pretraining_tp", d.get("pretraining_tp", 1) == 1),
         ) if not ok
     ]
-    if kind != "default":
+    if kind not in ("default", "llama3"):
         unsupported.append(f"rope_type={kind!r}")
     if unsupported:
         raise HFConversionError(f"HF Llama config: {', '.join(unsupported)} not supported (need silu, no "
-                    f"biases, plain rotary)")
+                    f"biases, default or llama3 rotary)")
     D, H = d.get("hidden_size", 4096), d.get("num_attention_heads", 32)
     head = d.get("head_dim") or D // H
     theta = rope.get("rope_theta", d.get("rope_theta", 10000.0))
@@ -91,6 +94,7 @@ def _llama_spec(d: dict[str, Any]) -> ModelSpec:
         vocab_size=d.get("vocab_size", 32000), n_ctx=d.get("max_position_embeddings", 2048),
         tie_embeddings=d.get("tie_word_embeddings", False),
         n_kv_heads=d.get("num_key_value_heads") or H, rope_base=float(theta),
+        rope_scaling=tuple(float(rope[k]) for k in _LLAMA3_KEYS) if kind == "llama3" else (),
     )
 
 
@@ -128,12 +132,7 @@ def spec_from_hf_path(path: str | os.PathLike) -> ModelSpec:
     f = hf_config_file(path)
     if f is None:
         raise HFConversionError(f"{path}: not an HF config.json or a directory holding one")
-    try:
-        cfg = json.loads(f.read_text())
-    except (OSError, ValueError) as e:
-        raise HFConversionError(f"{f}: cannot read HF config ({e})") from None
-    if not isinstance(cfg, dict):
-        raise HFConversionError(f"{f}: not an HF config (expected a JSON object)")
+    cfg = read_json(f)  # strict JSON; an empty, truncated or foreign file is one line
     try:
         return spec_from_hf_config(cfg)
     except HFConversionError as e:

@@ -46,6 +46,7 @@ class ModelConfig(Checked):
     n_kv_heads: Optional[int] = None
     rope_base: Optional[float] = None
     rope_dims: Optional[list[int]] = None
+    rope_scaling: Optional[list[float]] = None
 
 
 def resolve_spec(cfg: ModelConfig) -> ModelSpec:

@@ -83,6 +83,7 @@ class TrainGHNConfig(Checked):
     out_dir: str = "runs"
     gamma: float = 3e-5  # weight of sum ||p||_F over predicted tensors (Frobenius, not squared)
     max_minutes: Optional[float] = None  # wall-clock cap on training (stops before max_steps)
+    snapshot_minutes: list = field(default_factory=list)  # keep checkpoints/snapshot-{M}min.ckpt
     label_smoothing: float = 0.0  # image tasks
     ghn: GHNConfig = field(default_factory=GHNConfig)
     archs: ArchDataConfig = field(default_factory=ArchDataConfig)
@@ -103,6 +104,10 @@ class TrainGHNConfig(Checked):
         _check_label_smoothing(self.label_smoothing)
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ConfigError(f"max_minutes: must be > 0, got {self.max_minutes}")
+        if any(isinstance(m, bool) or not isinstance(m, (int, float)) or m <= 0
+               for m in self.snapshot_minutes):
+            raise ConfigError(f"snapshot_minutes: minutes > 0 expected, got "
+                              f"{list(self.snapshot_minutes)}")
 
 
 def _check_label_smoothing(value: float) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,7 +28,8 @@ FAMILIES = ("gpt2", "vit", "llama")
 FAMILY_FIELDS: dict[str, tuple[str, ...]] = {
     "gpt2": ("vocab_size", "n_ctx", "tie_embeddings"),
     "vit": ("image_size", "patch_size", "in_chans", "num_classes"),
-    "llama": ("vocab_size", "n_ctx", "tie_embeddings", "n_kv_heads", "rope_base", "rope_dims"),
+    "llama": ("vocab_size", "n_ctx", "tie_embeddings", "n_kv_heads", "rope_base", "rope_dims",
+              "rope_scaling"),
 }
 # Which normalisation a family's blocks use (growth of d_model depends on it).
 NORM_KIND: dict[str, str] = {"gpt2": "layernorm", "vit": "layernorm", "llama": "rmsnorm"}
@@ -81,10 +83,12 @@ class ModelSpec(Checked):
     n_kv_heads: int = 0
     rope_base: float = 10000.0
     rope_dims: tuple = ()
+    rope_scaling: tuple = ()
     growth: tuple = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rope_dims", tuple(int(d) for d in self.rope_dims))  # JSON lists
+        object.__setattr__(self, "rope_scaling", tuple(float(x) for x in self.rope_scaling))
         super().__post_init__()
 
     def check(self) -> None:
@@ -103,7 +107,7 @@ class ModelSpec(Checked):
             raise ConfigError("model.vocab_size and model.n_ctx must be >= 1")
         if self.family == "llama":
             self._check_llama()
-        elif self.n_kv_heads not in (0, self.n_heads) or self.rope_dims:
+        elif self.n_kv_heads not in (0, self.n_heads) or self.rope_dims or self.rope_scaling:
             raise ConfigError(
                 f"model.n_kv_heads / model.rope_dims: only llama has grouped-query attention and "
                 f"rotary embeddings (family={self.family!r})"
@@ -130,6 +134,13 @@ class ModelSpec(Checked):
             raise ConfigError(
                 f"model.rope_dims: {dims} must be increasing even widths ending at "
                 f"model.d_qk={self.d_qk} (or empty for the standard frequencies)"
+            )
+        sc = self.rope_scaling
+        if sc and (len(sc) != 4 or sc[0] < 1 or not 0 < sc[1] < sc[2] or sc[3] < 1):
+            raise ConfigError(
+                f"model.rope_scaling: {list(sc)} must be [factor >= 1, low_freq_factor, "
+                f"high_freq_factor > low_freq_factor > 0, original_max_position_embeddings] "
+                f"(Llama 3.1's 'llama3' rotary scaling) or empty"
             )
 
     # ---- derived quantities -------------------------------------------------------------------
@@ -173,7 +184,7 @@ class ModelSpec(Checked):
         for d in dims:
             out += [self.rope_base ** (-2 * i / d) for i in range(lo, d // 2)]
             lo = d // 2
-        return out
+        return [_llama3_scaled(f, *self.rope_scaling) for f in out] if self.rope_scaling else out
 
     def replace(self, **changes: Any) -> ModelSpec:
         return dataclasses.replace(self, **changes)
@@ -183,6 +194,7 @@ class ModelSpec(Checked):
         d = dataclasses.asdict(self)
         d["growth"] = [dict(s) for s in self.growth]
         d["rope_dims"] = list(self.rope_dims)
+        d["rope_scaling"] = list(self.rope_scaling)
         return d
 
     @classmethod
@@ -192,6 +204,7 @@ class ModelSpec(Checked):
         d = dict(d)
         d["growth"] = tuple(dict(s) for s in d.get("growth", ()))
         d["rope_dims"] = tuple(int(x) for x in d.get("rope_dims", ()))
+        d["rope_scaling"] = tuple(float(x) for x in d.get("rope_scaling", ()))
         return cls(**d)
 
     def key(self) -> str:
@@ -217,6 +230,18 @@ def vit_spec(n_layer: int, d_model: int, n_heads: int, **kw: Any) -> ModelSpec:
     return ModelSpec("vit", n_layer, d_model, n_heads, head, head, **kw)
 
 
+def _llama3_scaled(freq: float, factor: float, low: float, high: float, ctx: float) -> float:
+    """Llama 3.1's "llama3" rotary scaling of one frequency: wavelengths longer than ctx/low are
+    slowed by ``factor``, shorter than ctx/high kept, and those between interpolated."""
+    wavelen = 2 * math.pi / freq
+    if wavelen < ctx / high:
+        return freq
+    if wavelen > ctx / low:
+        return freq / factor
+    smooth = (ctx / wavelen - low) / (high - low)
+    return (1 - smooth) * freq / factor + smooth * freq
+
+
 def llama_spec(n_layer: int, d_model: int, n_heads: int, n_kv_heads: int, d_mlp: int,
                **kw: Any) -> ModelSpec:
     """Llama (RMSNorm, SwiGLU, rotary, GQA) with head width d_model / n_heads unless given."""
@@ -238,6 +263,9 @@ def _vit_family(name: str, n_layer: int, d_model: int, n_heads: int) -> dict[str
     }
 
 
+# Llama 3.2's rope_scaling: factor, low_freq_factor, high_freq_factor, original context.
+LLAMA3_SCALING = (32.0, 1.0, 4.0, 8192.0)
+
 PRESETS: dict[str, ModelSpec] = {
     "gpt2-small": gpt2_spec(12, 768, 12),
     "gpt2-medium": gpt2_spec(24, 1024, 16),
@@ -256,13 +284,13 @@ PRESETS: dict[str, ModelSpec] = {
     "llama-tiny": llama_spec(2, 64, 4, 2, 176, n_ctx=128),
     "llama-mini": llama_spec(4, 128, 4, 2, 352, n_ctx=256),
     # The real shapes (vocabulary, context, rope theta, tying) of the published checkpoints.
-    # Llama 3.x configs also carry rope_scaling "llama3"; logah uses plain rotary (docs/models.md).
+    # Llama 3.2 carries Llama 3.1's "llama3" rotary scaling (factor 32); Llama-3-8B has none.
     "tinyllama-1.1b": llama_spec(22, 2048, 32, 4, 5632, vocab_size=32000, n_ctx=2048,
                                  tie_embeddings=False),
     "llama-3.2-1b": llama_spec(16, 2048, 32, 8, 8192, vocab_size=128256, n_ctx=131072,
-                               rope_base=500000.0),
+                               rope_base=500000.0, rope_scaling=LLAMA3_SCALING),
     "llama-3.2-3b": llama_spec(28, 3072, 24, 8, 8192, vocab_size=128256, n_ctx=131072,
-                               rope_base=500000.0),
+                               rope_base=500000.0, rope_scaling=LLAMA3_SCALING),
     "llama-3-8b": llama_spec(32, 4096, 32, 8, 14336, vocab_size=128256, n_ctx=8192,
                              rope_base=500000.0, tie_embeddings=False),
 }

@@ -4,24 +4,26 @@
 ``random:<preset>`` (a seeded random initialisation, for smoke tests and benchmarks) and a
 Lightning checkpoint written by ``logah train-ghn`` (its layout is :data:`GHN_CHECKPOINT`:
 ``state_dict`` keys ``ghn.<GHN keys>``, ``hyper_parameters["ghn"]`` = the GHN config as a dict).
-Loading is strict.
+Loading is strict and safe (:mod:`logah.nn.readers`: weights-only checkpoints, safetensors,
+strict JSON).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from logah.config.errors import ConfigError, LogahError
+from logah.config.errors import ConfigError
 from logah.config.ghn import GHN_PRESETS, GHNConfig
 from logah.ghn.ghn import GHN
+from logah.nn.io import state_problems
+from logah.nn.readers import WeightsError, read_checkpoint, read_json, read_safetensors
 from logah.utils.fs import atomic_path
 
 GHN_WEIGHTS = "ghn.safetensors"
@@ -60,7 +62,7 @@ GHN_CHECKPOINT = CheckpointLayout(
 )
 
 
-class GHNLoadError(LogahError):
+class GHNLoadError(WeightsError):
     """A GHN file or directory is missing, unreadable or does not match its config."""
 
 
@@ -116,36 +118,25 @@ def _read_dir(d: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         if not f.is_file():
             raise GHNLoadError(f"{f}: no such file (a GHN directory holds {GHN_CONFIG} and "
                                f"{GHN_WEIGHTS})")
-    try:
-        meta = json.loads(cfg_file.read_text())
-        cfg = meta["config"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise GHNLoadError(f"{cfg_file}: not a GHN config file ({e})") from None
-    try:
-        state = load_file(str(weights))
-    except Exception as e:  # safetensors raises its own SafetensorError(Exception)
-        raise GHNLoadError(f"{weights}: cannot read safetensors ({e})") from None
-    return cfg, state
+    cfg = read_json(cfg_file).get("config")
+    if not isinstance(cfg, dict):
+        raise GHNLoadError(f"{cfg_file}: not a GHN config file (no 'config' object)")
+    return cfg, read_safetensors(weights)
 
 
 def _read_checkpoint(p: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # Lightning may pickle objects the safe loader refuses (e.g. omegaconf containers in the
-        # hyper-parameters); a checkpoint the user points us at is trusted like Lightning does.
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise GHNLoadError(f"{p}: cannot read checkpoint ({str(e).splitlines()[0]})") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+    ckpt = read_checkpoint(p)  # weights only: Lightning checkpoints of logah hold plain data
+    if not isinstance(ckpt.get("state_dict"), dict):
         raise GHNLoadError(f"{p}: not a Lightning checkpoint (no 'state_dict')")
     layout = GHN_CHECKPOINT
-    cfg = (ckpt.get("hyper_parameters") or {}).get(layout.config_key)
-    if cfg is None:
+    hparams = ckpt.get("hyper_parameters")
+    cfg = hparams.get(layout.config_key) if isinstance(hparams, dict) else None
+    if not isinstance(cfg, dict):
         raise GHNLoadError(f"{p}: checkpoint has no hyper_parameters['{layout.config_key}'] "
-                           "(the GHN config)")
+                           "(the GHN config); is it from logah train-ghn?")
     state = {k.removeprefix(layout.prefix): v for k, v in ckpt["state_dict"].items()
-             if k.startswith(layout.prefix)}
+             if isinstance(k, str) and k.startswith(layout.prefix)
+             and isinstance(v, torch.Tensor)}
     if not state:
         raise GHNLoadError(f"{p}: checkpoint state_dict has no '{layout.prefix}*' weights")
     return dict(cfg), state
@@ -160,15 +151,10 @@ def _instantiate(cfg_dict: dict[str, Any], state: dict[str, torch.Tensor], sourc
         cfg.n_types = int(state["embed.type_embed.weight"].shape[0])
     with torch.device("meta"):  # no init work: every tensor is replaced by the stored one
         ghn = GHN(cfg)
-    expected = {k: tuple(v.shape) for k, v in ghn.state_dict().items()}
-    problems = [f"missing {k}" for k in expected if k not in state]
-    problems += [f"unexpected {k}" for k in state if k not in expected]
-    problems += [f"{k}: shape {list(state[k].shape)} != {list(s)}" for k, s in expected.items()
-                 if k in state and tuple(state[k].shape) != s]
+    problems = state_problems({k: tuple(v.shape) for k, v in ghn.state_dict().items()},
+                              {k: tuple(v.shape) for k, v in state.items()}, shown=6)
     if problems:
-        shown = "; ".join(problems[:6]) + (f"; ... ({len(problems)} in all)" if len(problems) > 6
-                                           else "")
-        raise GHNLoadError(f"{source}: weights do not match the GHN config: {shown}")
+        raise GHNLoadError(f"{source}: weights do not match the GHN config: {problems}")
     ghn.load_state_dict(state, strict=True, assign=True)
     ghn._restore_buffers()
     return ghn

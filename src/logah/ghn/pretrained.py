@@ -18,6 +18,7 @@ import yaml
 
 from logah.ghn.ghn import GHN
 from logah.ghn.io import PRETRAINED_PREFIX as PREFIX
+from logah.config.files import read_json
 from logah.ghn.io import GHNLoadError, load_ghn
 
 CARD_JSON = "card.json"
@@ -65,10 +66,7 @@ def read_card(d: str | os.PathLike) -> dict[str, Any]:
         GHNLoadError: missing / unreadable card or a missing field (naming it).
     """
     f = Path(d) / CARD_JSON
-    try:
-        card = json.loads(f.read_text())
-    except (OSError, ValueError) as e:
-        raise GHNLoadError(f"{f}: cannot read model card ({e})") from None
+    card = read_json(f)
     missing = [k for k in CARD_FIELDS if not isinstance(card, dict) or k not in card]
     if missing:
         raise GHNLoadError(f"{f}: model card lacks {', '.join(missing)}")

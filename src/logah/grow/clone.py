@@ -36,6 +36,9 @@ from logah.grow.plan import FIXED
 
 # Widths HyperCloning multiplies, in the order errors report them.
 WIDTHS = ("d_model", "n_heads", "d_qk", "d_v", "d_mlp")
+# Families whose tensors have cloning rules (Llama's RMSNorm, gated MLP, grouped K/V and rotary
+# per-head dims would each need their own; stacking is family-agnostic).
+CLONABLE = ("gpt2", "vit")
 
 
 def clone_factors(src: ModelSpec, target: ModelSpec) -> dict[str, int]:
@@ -47,14 +50,17 @@ def clone_factors(src: ModelSpec, target: ModelSpec) -> dict[str, int]:
     """
     if src.family != target.family:
         raise GrowError(f"target family {target.family!r} != source family {src.family!r}")
-    if src.family == "llama":  # repeating head dims would split rotary pairs (i, i + d/2)
-        raise GrowError("hyperclone: Llama is not supported (cloning rotary head dims and KV "
-                        "groups is not implemented; use the exact expansions of logah.grow)")
     fixed = FIXED[src.family] + (("n_ctx",) if src.family == "gpt2" else ())
     for f in fixed:
         if getattr(src, f) != getattr(target, f):
             raise GrowError(f"{f}: cloning keeps it fixed ({getattr(src, f)}), target has "
                             f"{getattr(target, f)}")
+    if src.family not in CLONABLE and any(getattr(src, f) != getattr(target, f) for f in WIDTHS):
+        # Llama: repeating head dims would split rotary pairs (i, i + d/2); KV groups, RMSNorm
+        # and the gated MLP would each need their own rule
+        raise GrowError(f"cloning widths is implemented for {' and '.join(CLONABLE)}, not "
+                        f"{src.family} (stacking at the same width works; for wider, use the "
+                        "exact expansions of logah.grow)")
     bad = [f"{f} {getattr(src, f)} -> {getattr(target, f)}" for f in WIDTHS
            if getattr(target, f) % getattr(src, f) != 0 or getattr(target, f) < getattr(src, f)]
     if bad:

@@ -35,7 +35,7 @@ assert tuple(OPS) == GROW_OPS  # one order, defined in logah.config.grow
 FIXED = {
     "gpt2": ("vocab_size", "tie_embeddings"),
     "vit": ("image_size", "patch_size", "in_chans", "num_classes"),
-    "llama": ("vocab_size", "tie_embeddings", "rope_base"),
+    "llama": ("vocab_size", "tie_embeddings", "rope_base", "rope_scaling"),
 }
 
 

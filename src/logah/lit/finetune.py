@@ -101,7 +101,7 @@ def finetune(
     callbacks = [*callbacks, FlopsCounter()]  # perf/flops: cumulative training FLOPs
     if stages:
         callbacks = [*callbacks, GrowthCallback(stages, cfg.grow)]
-    trainer = run.trainer(callbacks=callbacks, **trainer_overrides)
+    trainer = run.trainer(module, callbacks=callbacks, **trainer_overrides)
     run.fit(trainer, module, datamodule)
     weights = None
     if trainer.is_global_zero:

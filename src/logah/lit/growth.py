@@ -26,6 +26,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.nn.parallel import DistributedDataParallel
 
+from logah.config.errors import LogahError
 from logah.config.grow import GrowScheduleConfig
 from logah.config.specs import ModelSpec
 from logah.grow.embed import Map, carry_state
@@ -157,6 +158,12 @@ class GrowthCallback(Callback):
 
 def checkpoint_spec(path: Any) -> Optional[ModelSpec]:
     """The model spec a checkpoint recorded (``logah_spec``: a grown run's current spec), if any."""
-    ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-    raw = ckpt.get("logah_spec")
-    return ModelSpec.from_dict(raw) if raw is not None else None
+    from logah.nn.readers import WeightsError, read_checkpoint
+
+    raw = read_checkpoint(path, mmap=True).get("logah_spec")  # weights only: nothing in it runs
+    if raw is None:
+        return None
+    try:
+        return ModelSpec.from_dict(raw)
+    except (LogahError, KeyError, TypeError, ValueError) as e:
+        raise WeightsError(f"{path}: logah_spec is not a valid model spec ({e})") from None

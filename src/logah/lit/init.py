@@ -36,7 +36,6 @@ for).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -103,12 +102,9 @@ def weights_spec(path: Path) -> Optional[ModelSpec]:
     hf_config = folder / "config.json"
     if path.is_dir() and hf_config.is_file():
         from logah.nn.hf import spec_from_hf_config
-        from logah.nn.io import WeightsError
+        from logah.nn.readers import read_json
 
-        try:
-            return spec_from_hf_config(json.loads(hf_config.read_text()))
-        except (OSError, ValueError) as e:
-            raise WeightsError(f"{hf_config}: cannot read HF config ({e})") from None
+        return spec_from_hf_config(read_json(hf_config))
     return None
 
 

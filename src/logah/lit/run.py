@@ -8,7 +8,7 @@ walks the same steps::
     ...                              # command checks (data, init, ...): still nothing written
     resume = run.check()             # last.ckpt + same config, or a fresh run (read-only)
     ...                              # build the LightningModule (resume may matter)
-    trainer = run.trainer(monitor=...)
+    trainer = run.trainer(module, monitor=...)
     run.fit(trainer, module, datamodule)   # the first write: config.yaml, then Lightning's fit
     return Result(**run.result(trainer), ...)
 """
@@ -25,7 +25,14 @@ from lightning.pytorch.callbacks import Callback
 
 from logah.config.errors import ConfigError
 from logah.config.specs import CAUSAL_LM, ModelSpec
-from logah.lit.rundir import Resume, check_run, is_rank_zero, run_dir, start_run
+from logah.lit.rundir import (
+    Resume,
+    check_resume_fits,
+    check_run,
+    is_rank_zero,
+    run_dir,
+    start_run,
+)
 from logah.lit.trainer import build_trainer, fit
 
 
@@ -67,9 +74,15 @@ class Run:
         self.resume = check_run(self.folder, self.cfg)
         return self.resume
 
-    def trainer(self, *, monitor: Optional[str] = "val/loss", callbacks: Sequence[Callback] = (),
-                **overrides: Any) -> L.Trainer:
-        """The Lightning Trainer for this folder (see :func:`logah.lit.trainer.build_trainer`)."""
+    def trainer(self, module: L.LightningModule, *, monitor: Optional[str] = "val/loss",
+                callbacks: Sequence[Callback] = (), **overrides: Any) -> L.Trainer:
+        """The Lightning Trainer for this folder (see :func:`logah.lit.trainer.build_trainer`).
+
+        A resumed run's ``last.ckpt`` must hold ``module``'s tensors: checked first, so a wrong
+        checkpoint is one line naming it before Lightning starts (nothing written yet).
+        """
+        if self.resume is not None:
+            check_resume_fits(self.resume.path, module)
         return build_trainer(
             self.cfg.trainer, self.folder, monitor=monitor,
             resume_step=self.resume.step if self.resume else None, callbacks=callbacks,

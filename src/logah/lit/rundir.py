@@ -16,13 +16,14 @@ from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
-from logah.config.errors import ConfigError, LogahError
+from logah.config.errors import ConfigError
 from logah.config.load import save_config
 
 CONFIG_FILE = "config.yaml"
 CKPT_DIR = "checkpoints"
 LAST_CKPT = "last.ckpt"
 BEST_CKPT = "best.ckpt"
+START_OVER = "delete it (or pass another name=...) to start the run over"
 # Keys (prefixes) that may differ when resuming: how to run, not what to train.
 RESUMABLE_KEYS = ("trainer.", "data.num_workers", "data.timeout_s")
 
@@ -56,23 +57,51 @@ def is_rank_zero() -> bool:
 def find_resume(folder: Path) -> Optional[Resume]:
     """``checkpoints/last.ckpt`` and its global step, or None when the run has no checkpoint.
 
+    The checkpoint is read weights-only (:func:`logah.nn.readers.read_checkpoint`): a file that
+    would run code when unpickled is refused, never executed.
+
     Raises:
-        LogahError: the checkpoint exists but cannot be read (names the file).
+        WeightsError: the checkpoint exists but is empty, truncated, foreign or not a logah run's
+            (one line naming the file and the way out).
     """
     path = folder / CKPT_DIR / LAST_CKPT
     if not path.is_file():
         return None
-    import torch
+    return Resume(path, int(_read_last(path)["global_step"]))
+
+
+def _read_last(path: Path) -> dict[str, Any]:
+    from logah.nn.readers import WeightsError, read_checkpoint
 
     try:
-        ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-        step = int(ckpt["global_step"])
-    except Exception as e:  # any unpickling / zip / key error: one line naming the file
-        raise LogahError(
-            f"{path}: cannot read checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-            "delete it to start the run over"
-        ) from None
-    return Resume(path, step)
+        ckpt = read_checkpoint(path, mmap=True)
+    except WeightsError as e:
+        raise WeightsError(f"{e}; {START_OVER}") from None
+    if not isinstance(ckpt.get("global_step"), int):
+        raise WeightsError(f"{path}: cannot read checkpoint (no global_step: not a Lightning "
+                           f"checkpoint); {START_OVER}")
+    return ckpt
+
+
+def check_resume_fits(path: str | os.PathLike, module: Any) -> None:
+    """The checkpoint a run resumes from holds ``module``'s tensors (names and shapes), so
+    Lightning's restore cannot fail half-way with a multi-line error.
+
+    Raises:
+        WeightsError: naming the file, what differs and the way out.
+    """
+    from logah.nn.io import state_problems
+    from logah.nn.readers import WeightsError
+
+    state = _read_last(Path(path)).get("state_dict")
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: cannot read checkpoint (no state_dict: not a Lightning "
+                           f"checkpoint); {START_OVER}")
+    problems = state_problems({k: tuple(v.shape) for k, v in module.state_dict().items()},
+                              {k: tuple(getattr(v, "shape", ())) for k, v in state.items()})
+    if problems:
+        raise WeightsError(f"{path}: holds the weights of another model ({problems}); "
+                           f"{START_OVER}")
 
 
 def _flat(cfg: Any) -> dict[str, Any]:
@@ -109,7 +138,7 @@ def check_run(folder: Path, cfg: Any) -> Optional[Resume]:
 
     Raises:
         ConfigError: the folder holds a checkpointed run with a different config.
-        LogahError: ``last.ckpt`` is unreadable.
+        WeightsError: ``last.ckpt`` is unreadable.
     """
     resume = find_resume(folder)
     saved = folder / CONFIG_FILE

@@ -103,7 +103,13 @@ def train_ghn(cfg: TrainGHNConfig, *, datamodule: Optional[L.LightningDataModule
                                    resume=resume is not None)
     module = GHNModule(GHN(ghn_cfg, seed=cfg.seed), cfg.optim, gamma=cfg.gamma,
                        label_smoothing=cfg.label_smoothing, seed=cfg.seed)
-    trainer = run.trainer(monitor="val/zero_shot_loss", callbacks=callbacks, **trainer_overrides)
+    if cfg.snapshot_minutes:  # checkpoints along the way (the GHN-length curve)
+        from logah.lit.rundir import CKPT_DIR
+        from logah.lit.trainer import Snapshots
+
+        callbacks = [*callbacks, Snapshots(run.folder / CKPT_DIR, cfg.snapshot_minutes)]
+    trainer = run.trainer(module, monitor="val/zero_shot_loss", callbacks=callbacks,
+                          **trainer_overrides)
     n_ghn = sum(p.numel() for p in module.ghn.parameters())
     say(f"train-ghn: {ghn_cfg.preset} ({n_ghn:,} parameters) on {template.family} "
         f"architectures: {len(archs.train_specs) or 'online'} training, "

@@ -77,6 +77,68 @@ class LastCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
+class Snapshots(Callback):
+    """Keep checkpoints along the way: ``snapshot-{M}min.ckpt`` once training has run ``M``
+    minutes (wall clock, summed over resumes), for each ``M`` in ``minutes``, plus an index
+    ``snapshots.json`` (minutes, step, elapsed seconds, file). Used to ask how an init depends
+    on how long its GHN trained, from one run.
+
+    The elapsed time travels in the checkpoint (callback state), so a resumed run continues the
+    clock. Under DDP rank 0's clock decides and is broadcast (every rank must save together).
+    """
+
+    INDEX = "snapshots.json"
+
+    def __init__(self, dirpath: Path, minutes: Sequence[float]) -> None:
+        self.dirpath, self.minutes = Path(dirpath), sorted(float(m) for m in minutes)
+        self.carried = 0.0  # seconds trained before this process started (from the checkpoint)
+        self.done: list[dict] = []
+        self._t0: Optional[float] = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"elapsed_s": self.elapsed(), "done": self.done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.carried, self.done = float(state["elapsed_s"]), list(state["done"])
+
+    def elapsed(self) -> float:
+        import time
+
+        return self.carried + (time.monotonic() - self._t0 if self._t0 is not None else 0.0)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import time
+
+        self._t0 = time.monotonic()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Index the end of training too (``file: last.ckpt``), so a curve over snapshots has
+        its final point without reading a checkpoint."""
+        if trainer.is_global_zero:
+            final = {"minutes": round(self.elapsed() / 60, 2), "step": trainer.global_step,
+                     "elapsed_s": round(self.elapsed(), 1), "file": "last.ckpt"}
+            self._write([*self.done, final])
+
+    def _write(self, entries: list[dict]) -> None:
+        import json
+
+        from logah.utils.fs import atomic_write_text
+
+        atomic_write_text(self.dirpath / self.INDEX, json.dumps(entries, indent=1) + "\n")
+
+    def on_train_batch_end(self, trainer: L.Trainer, *_: Any) -> None:
+        taken = {d["minutes"] for d in self.done}
+        due = [m for m in self.minutes if m not in taken and self.elapsed() >= 60 * m]
+        due = trainer.strategy.broadcast(due, src=0)
+        for m in due:
+            name = f"snapshot-{m:g}min.ckpt"
+            self.done.append({"minutes": m, "step": trainer.global_step,
+                              "elapsed_s": round(self.elapsed(), 1), "file": name})
+            trainer.save_checkpoint(self.dirpath / name)
+            if trainer.is_global_zero:
+                self._write(self.done)
+
+
 def resolve_precision(precision: str, accelerator: str) -> str:
     """``auto`` -> ``bf16-mixed`` on a CUDA device that supports bf16, else ``32-true``."""
     if precision != "auto":
@@ -175,4 +237,5 @@ def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDa
             if isinstance(m, Metric):
                 m.reset()
     L.seed_everything(seed, workers=True, verbose=False)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    # weights_only: Lightning's own restore cannot run code from the checkpoint either.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

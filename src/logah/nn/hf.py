@@ -26,16 +26,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from logah.config.hf_spec import HF_CONFIG_FILE, HFConversionError, spec_from_hf_config
 from logah.config.specs import CAUSAL_LM, ModelSpec
 from logah.nn.build import param_shapes
 from logah.nn.hf_llama import llama_config_dict, llama_export_problem, llama_names
+from logah.nn.readers import (
+    WeightsError,
+    read_checkpoint,
+    read_json,
+    read_safetensors,
+    read_sharded_safetensors,
+)
 from logah.utils.fs import atomic_path
 
 HF_WEIGHTS_FILE = "model.safetensors"
+HF_BIN_FILE = "pytorch_model.bin"
 _GPT2_EOT = 50256  # <|endoftext|> in the GPT-2 BPE vocabulary
 # Tensors HF checkpoints may carry that are not parameters of the model (old GPT-2 causal-mask
 # buffers) or that ViTForImageClassification itself ignores (ViTModel's pooler).
@@ -334,13 +341,9 @@ def export_hf(spec: ModelSpec, state: State, out_dir: str | os.PathLike) -> Path
 def load_hf_dir(path: str | os.PathLike) -> tuple[ModelSpec, State]:
     """Read an HF model directory (``config.json`` + ``model.safetensors``, sharded safetensors
     with an index ``model.safetensors.index.json``, or ``pytorch_model.bin``) into (our spec, our
-    state dict)."""
+    state dict). Reading is safe (:mod:`logah.nn.readers`): nothing in the files runs."""
     p = Path(path)
-    cfg_file = p / HF_CONFIG_FILE
-    try:
-        config = json.loads(cfg_file.read_text())
-    except (OSError, ValueError) as e:
-        raise HFConversionError(f"{cfg_file}: cannot read HF config ({e})") from None
+    config = read_json(p / HF_CONFIG_FILE)
     try:
         spec, state = from_hf_state_dict(config, _read_hf_tensors(p))
     except HFConversionError as e:
@@ -351,18 +354,12 @@ def load_hf_dir(path: str | os.PathLike) -> tuple[ModelSpec, State]:
 def _read_hf_tensors(p: Path) -> State:
     index = p / f"{HF_WEIGHTS_FILE}.index.json"
     if (p / HF_WEIGHTS_FILE).is_file():
-        files = [p / HF_WEIGHTS_FILE]
-    elif index.is_file():
-        files = [p / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
-    elif (p / "pytorch_model.bin").is_file():
-        return torch.load(p / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    else:
-        raise HFConversionError(f"{p}: no {HF_WEIGHTS_FILE}, sharded index or pytorch_model.bin")
-    state: State = {}
-    for f in files:
-        try:
-            with safe_open(str(f), framework="pt") as fh:
-                state.update({n: fh.get_tensor(n) for n in fh.keys()})
-        except Exception as e:  # safetensors raises its own SafetensorError(Exception)
-            raise HFConversionError(f"{f}: cannot read safetensors ({e})") from None
-    return state
+        return read_safetensors(p / HF_WEIGHTS_FILE)
+    if index.is_file():
+        return read_sharded_safetensors(index)
+    if (p / HF_BIN_FILE).is_file():
+        state = read_checkpoint(p / HF_BIN_FILE)
+        if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+            raise WeightsError(f"{p / HF_BIN_FILE}: not a state dict (name -> tensor)")
+        return state
+    raise HFConversionError(f"{p}: no {HF_WEIGHTS_FILE}, sharded index or {HF_BIN_FILE}")

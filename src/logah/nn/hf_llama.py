@@ -14,6 +14,9 @@ from typing import Any
 
 from logah.config.specs import ModelSpec
 
+# spec.rope_scaling, in order, as HF names the "llama3" rope parameters
+LLAMA3_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+
 # ours (relative to blocks.{i}.) -> HF (relative to model.layers.{i}.)
 _BLOCK = {
     "ln_1.weight": "input_layernorm.weight",
@@ -57,6 +60,9 @@ def llama_export_problem(spec: ModelSpec) -> str | None:
 def llama_config_dict(spec: ModelSpec, dtype: str) -> dict[str, Any]:
     """``config.json`` of the ``LlamaForCausalLM`` equivalent to ``spec`` (readable by
     transformers 4, via ``rope_theta``, and 5, via ``rope_parameters``)."""
+    scaling = dict(zip(LLAMA3_KEYS, spec.rope_scaling)) if spec.rope_scaling else {}
+    if scaling:
+        scaling["original_max_position_embeddings"] = int(scaling["original_max_position_embeddings"])
     return {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "dtype": dtype,
         "vocab_size": spec.vocab_size, "hidden_size": spec.d_model,
@@ -66,6 +72,7 @@ def llama_config_dict(spec: ModelSpec, dtype: str) -> dict[str, Any]:
         "initializer_range": 0.02, "rms_norm_eps": spec.ln_eps,
         "tie_word_embeddings": spec.tie_embeddings, "attention_bias": False, "mlp_bias": False,
         "attention_dropout": 0.0, "pretraining_tp": 1, "rope_theta": spec.rope_base,
-        "rope_parameters": {"rope_type": "default", "rope_theta": spec.rope_base},
-        "rope_scaling": None,
+        "rope_parameters": {"rope_type": "llama3" if scaling else "default",
+                            "rope_theta": spec.rope_base, **scaling},
+        "rope_scaling": {"rope_type": "llama3", **scaling} if scaling else None,
     }

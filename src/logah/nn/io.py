@@ -11,24 +11,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
-from logah.config.errors import LogahError
+from logah.config.errors import ConfigError
 from logah.config.specs import ModelSpec
+from logah.nn.readers import WeightsError, iter_safetensors, read_json, read_sharded_safetensors
 from logah.utils.fs import atomic_path, atomic_write_text
 
 WEIGHTS_FILE = "model.safetensors"
 SPEC_FILE = "logah.json"
 HF_DIR = "hf"
-
-
-class WeightsError(LogahError):
-    """A weights file or directory is missing, unreadable or does not match the model."""
 
 
 def save_weights(
@@ -75,23 +71,13 @@ def read_spec(path: str | os.PathLike) -> ModelSpec | None:
     f = (p if p.is_dir() else p.parent) / SPEC_FILE
     if not f.is_file():
         return None
+    spec = read_json(f).get("spec")
+    if not isinstance(spec, dict):
+        raise WeightsError(f"{f}: not a logah spec file (no 'spec' object)")
     try:
-        return ModelSpec.from_dict(json.loads(f.read_text())["spec"])
-    except (KeyError, ValueError, TypeError) as e:
-        raise WeightsError(f"{f}: not a valid logah spec file ({e})") from None
-
-
-def iter_safetensors(path: str | os.PathLike) -> Iterator[tuple[str, torch.Tensor]]:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            for name in f.keys():
-                yield name, f.get_tensor(name)
-    except (OSError, ValueError, RuntimeError) as e:  # safetensors raises SafetensorError(Exception)
-        raise WeightsError(f"{path}: cannot read safetensors ({str(e).splitlines()[0]})") from None
-    except Exception as e:
-        if type(e).__name__ == "SafetensorError":
-            raise WeightsError(f"{path}: cannot read safetensors ({e})") from None
-        raise
+        return ModelSpec.from_dict(spec)
+    except (ConfigError, KeyError, ValueError, TypeError) as e:
+        raise WeightsError(f"{f}: not a valid logah spec ({e})") from None
 
 
 def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -105,29 +91,35 @@ def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             from logah.nn.hf import load_hf_dir  # HF names are converted only in logah.nn.hf
 
             return load_hf_dir(p)[1]
-        from logah.nn.shards import INDEX_FILE, shard_files
+        from logah.nn.shards import INDEX_FILE
 
-        files = shard_files(p)
-        if not files:
-            raise WeightsError(f"{p / WEIGHTS_FILE}: no such file (expected {WEIGHTS_FILE}, "
-                               f"shards with {INDEX_FILE}, or an HF config.json)")
-        return {n: t for f in files for n, t in iter_safetensors(f)}
+        if (p / WEIGHTS_FILE).is_file():
+            return dict(iter_safetensors(p / WEIGHTS_FILE))
+        if (p / INDEX_FILE).is_file():
+            return read_sharded_safetensors(p / INDEX_FILE)
+        raise WeightsError(f"{p / WEIGHTS_FILE}: no such file (expected {WEIGHTS_FILE}, "
+                           f"shards with {INDEX_FILE}, or an HF config.json)")
     return dict(iter_safetensors(p))
+
+
+def state_problems(expected: Mapping[str, tuple[int, ...]], found: Mapping[str, tuple[int, ...]],
+                   shown: int = 8) -> str:
+    """``missing N; unexpected N; N: shape [..] != model [..]`` for every difference between two
+    name -> shape maps (the first ``shown`` of them); ``""`` when they agree."""
+    problems = [f"missing {n}" for n in expected if n not in found]
+    problems += [f"unexpected {n}" for n in found if n not in expected]
+    problems += [f"{n}: shape {list(found[n])} != model {list(s)}" for n, s in expected.items()
+                 if n in found and tuple(found[n]) != tuple(s)]
+    more = f"; ... ({len(problems)} in all)" if len(problems) > shown else ""
+    return "; ".join(problems[:shown]) + more
 
 
 def check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Strict check: same names and shapes as ``model``; one error listing every mismatch."""
-    expected = {n: tuple(p.shape) for n, p in model.named_parameters()}
-    problems = [f"missing {n}{list(s)}" for n, s in expected.items() if n not in state]
-    problems += [f"unexpected {n}" for n in state if n not in expected]
-    problems += [
-        f"{n}: shape {list(state[n].shape)} != model {list(s)}"
-        for n, s in expected.items()
-        if n in state and tuple(state[n].shape) != s
-    ]
+    problems = state_problems({n: tuple(p.shape) for n, p in model.named_parameters()},
+                              {n: tuple(t.shape) for n, t in state.items()})
     if problems:
-        shown = "; ".join(problems[:8]) + (f"; ... ({len(problems)} in all)" if len(problems) > 8 else "")
-        raise WeightsError(f"{source}: weights do not match the model: {shown}")
+        raise WeightsError(f"{source}: weights do not match the model: {problems}")
 
 
 @torch.no_grad()

@@ -14,8 +14,9 @@ The value/output product of the whole layer, ``Wo Wv`` (d_model x d_model, rank 
 at most), is set the same way to ``alpha_2 Z' - beta_2 I``.
 
 :func:`mimetic_` works on any module that has ``q``, ``k``, ``v`` and ``proj`` (or ``o``)
-``nn.Linear`` projections and ``n_heads``, ``d_qk``, ``d_v`` (optionally ``n_kv_heads``)
-attributes, so every family built on such a block gets it; all other parameters keep the
+``nn.Linear`` projections and ``n_heads``, ``d_qk``, ``d_v`` (optionally ``n_kv_heads`` or
+``n_kv``, the key/value heads of grouped-query attention) attributes, so every family built on
+such a block (GPT-2, ViT, Llama) gets it; all other parameters keep the
 family's init. Defaults are the paper's ViT values (alpha_1, beta_1, alpha_2, beta_2) =
 (0.7, 0.7, 0.4, 0.4).
 """
@@ -41,6 +42,11 @@ def attention_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
             yield name, m
 
 
+def kv_heads(attn: nn.Module) -> int:
+    """Key/value heads: ``n_kv_heads`` or ``n_kv`` (grouped-query attention), else ``n_heads``."""
+    return getattr(attn, "n_kv_heads", None) or getattr(attn, "n_kv", None) or attn.n_heads
+
+
 def target(d: int, alpha: float, beta: float, gen: torch.Generator) -> torch.Tensor:
     """``alpha Z + beta I`` with ``Z`` ~ N(0, 1/d), (d, d), float64."""
     z = torch.randn(d, d, generator=gen, dtype=torch.float64) / d ** 0.5
@@ -64,7 +70,7 @@ def factor(m: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
 def mimetic_qk(attn: nn.Module, alpha: float, beta: float, gen: torch.Generator) -> None:
     """Set ``attn.q`` / ``attn.k`` weights so each head's ``Wq_h^T Wk_h ~ alpha Z + beta I``."""
     H, dqk = attn.n_heads, attn.d_qk
-    n_kv = getattr(attn, "n_kv_heads", H) or H
+    n_kv = kv_heads(attn)
     D = attn.q.weight.shape[1]
     wq = torch.empty(H, dqk, D, dtype=torch.float64)
     wk = torch.empty(n_kv, dqk, D, dtype=torch.float64)
@@ -90,7 +96,7 @@ def mimetic_vo(attn: nn.Module, alpha: float, beta: float, gen: torch.Generator)
     """
     out = getattr(attn, "proj", None) or getattr(attn, "o")
     H, dv = attn.n_heads, attn.d_v
-    n_kv = getattr(attn, "n_kv_heads", H) or H
+    n_kv = kv_heads(attn)
     D = attn.v.weight.shape[1]
     a, b = factor(target(D, alpha, -beta, gen), n_kv * dv)  # a (D, n_kv*dv), b (n_kv*dv, D)
     per_group = H // n_kv

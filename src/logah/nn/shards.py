@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from logah.nn.readers import read_index
 from logah.nn.stream import SafetensorsStreamWriter, StreamWriteError
 from logah.utils.fs import atomic_write_text
 
@@ -54,11 +55,7 @@ def shard_files(directory: str | os.PathLike) -> list[Path]:
     if (d / SINGLE_FILE).is_file():
         return [d / SINGLE_FILE]
     if (d / INDEX_FILE).is_file():
-        try:
-            weight_map = json.loads((d / INDEX_FILE).read_text())["weight_map"]
-        except (OSError, ValueError, KeyError) as e:
-            raise StreamWriteError(f"{d / INDEX_FILE}: not a safetensors index ({e})") from None
-        return [d / f for f in dict.fromkeys(weight_map.values())]
+        return [d / f for f in read_index(d / INDEX_FILE)]
     return []
 
 
