@@ -3,13 +3,14 @@ exactly along virtual edges (+ self); node embeddings see types and shapes."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from logah.config import get_preset
 from logah.ghn.embed import NodeEmbedding, channel_vocab
 from logah.ghn.gatedgnn import GatedGNN
 from logah.ghn.graphormer import Graphormer
-from logah.graph import graph_for_spec
+from logah.graph import batch_graphs, graph_for_spec
 
 
 def _naive_gatedgnn(gnn: GatedGNN, x: torch.Tensor, g) -> torch.Tensor:
@@ -81,3 +82,52 @@ def test_dense_attention_equals_message_passing(tiny_graphs) -> None:
         grads.append(g)
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-4)
+
+
+def _permuted(g, perm: torch.Tensor):
+    """The same graph with node i renamed to position inv[i] (new node j is old node perm[j])."""
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(len(perm))
+    h = g.__copy__()
+    for key in ("node_type", "node_shape", "in_degree", "out_degree", "input_dist"):
+        h[key] = g[key][perm]
+    h.edge_index, h.ve_index = inv[g.edge_index], inv[g.ve_index]
+    h.param_node_index = inv[g.param_node_index]
+    return h
+
+
+@pytest.mark.parametrize("all_pairs", [True, False])
+def test_node_embeddings_are_permutation_equivariant(all_pairs) -> None:
+    """Renaming nodes (with their edges) renames the embeddings and changes nothing else."""
+    from logah.config.ghn import GHNConfig
+    from logah.ghn import GHN
+
+    g = graph_for_spec(get_preset("vit-tiny"))
+    perm = torch.randperm(g.num_nodes, generator=torch.Generator().manual_seed(0))
+    ghn = GHN(GHNConfig(preset="logah-t", all_pairs=all_pairs), seed=0).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(ghn.encoder.no_path) if all_pairs else None
+        base = ghn.node_embeddings(batch_graphs([g]))
+        moved = ghn.node_embeddings(batch_graphs([_permuted(g, perm)]))
+    torch.testing.assert_close(moved, base[perm], rtol=1e-5, atol=1e-5)
+
+
+def test_all_pairs_attend_within_each_graph_only() -> None:
+    """One layer, cutoff 2: a change at node u reaches every node of u's graph (pairs without a
+    path get the learned no-path bias) and none of the other graph in the batch; a no-path bias
+    of -inf is exactly the virtual-edge attention."""
+    torch.manual_seed(0)
+    graphs = [graph_for_spec(get_preset(a), cutoff=2) for a in ("gpt2-tiny", "vit-tiny")]
+    batch = batch_graphs(graphs)
+    enc = Graphormer(hid=16, layers=1, heads=4, all_pairs=True)
+    x = torch.randn(batch.num_nodes, 16)
+    base = enc(x, batch)
+    x2 = x.clone()
+    x2[20] += torch.randn(16)
+    changed = ((enc(x2, batch) - base).abs().sum(1) > 1e-6).nonzero().squeeze(1).tolist()
+    assert changed == list(range(graphs[0].num_nodes))
+    edges_only = Graphormer(hid=16, layers=1, heads=4)
+    edges_only.load_state_dict({k: v for k, v in enc.state_dict().items() if k != "no_path"})
+    with torch.no_grad():
+        enc.no_path.fill_(float("-inf"))
+    torch.testing.assert_close(enc(x, batch), edges_only(x, batch), rtol=1e-5, atol=1e-5)

@@ -122,7 +122,12 @@ def test_normalisation_per_family(tiny_graphs) -> None:
     assert qkv.std().item() == pytest.approx(0.02, rel=1e-3)
     assert gpt["blocks.0.mlp.fc.weight"].std().item() == pytest.approx(0.02, rel=1e-3)
     assert gpt["blocks.1.mlp.proj.weight"].std().item() == pytest.approx(0.02 / 2, rel=1e-3)
-    torch.testing.assert_close(gpt["wte.weight"], gpt_raw["wte.weight"])
+    # the tied wte (also the LM head) at the family's std (norm_tied); other embeddings raw
+    assert gpt["wte.weight"].std().item() == pytest.approx(0.02, rel=1e-3)
+    torch.testing.assert_close(gpt["wte.weight"],
+                               gpt_raw["wte.weight"] * 0.02 / gpt_raw["wte.weight"].std(),
+                               rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(gpt["wpe.weight"], gpt_raw["wpe.weight"])
     # ViT (fan-in): w * sqrt(2 / fan_in); pos_embed and cls_token raw.
     fan_in = 3 * 4 * 4
     torch.testing.assert_close(vit["patch_embed.weight"],

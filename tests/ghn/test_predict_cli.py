@@ -47,13 +47,19 @@ def test_predict_gpt2_tiny_in_a_subprocess(tmp_path, transformers) -> None:
     assert torch.isfinite(ours).all()
 
 
-def test_predict_vit_with_overrides_and_hf(tmp_path, transformers) -> None:
+def test_predict_vit_with_overrides_and_hf(tmp_path, transformers, capsys) -> None:
     out = tmp_path / "vit"
     assert main(["predict", "--ghn", "random:ghn2", "--arch", "vit-tiny", "--out", str(out),
                  "--no-progress", "model.num_classes=7"]) == 0
     spec = get_preset("vit-tiny").replace(num_classes=7)
     model = build_model(spec, seed=0).eval()
     load_into(model, out)
+    # the depth diversity it prints is the metric of the written tensors
+    from logah.ghn.diversity import depth_diversity
+
+    line = [ln for ln in capsys.readouterr().out.splitlines() if "depth diversity" in ln][0]
+    want = depth_diversity(dict(model.named_parameters()))
+    assert float(line.rsplit(" ", 1)[1]) == pytest.approx(want, abs=1.5e-3)
     hf = transformers.ViTForImageClassification.from_pretrained(out / "hf").eval()
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

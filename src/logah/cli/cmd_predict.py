@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from logah.cli.main import add_config_args
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     from logah.config import LogahError, load_config
     from logah.config.model import ModelOnlyConfig, resolve_spec
+    from logah.ghn.diversity import DepthDiversity
     from logah.ghn.io import load_ghn
     from logah.graph import graph_for_spec
     from logah.nn import param_shapes
@@ -119,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     want_hf = args.hf == "yes" or (args.hf == "auto" and spec.is_standard)
     bar = tqdm(total=total, unit="param", unit_scale=True, desc=f"predict {args.arch}",
                disable=args.no_progress, file=sys.stderr)
-    blocks = ghn.predict(graph, chunk_numel=args.chunk)
+    diversity = DepthDiversity()
+    blocks = _observed(ghn.predict(graph, chunk_numel=args.chunk), shapes, diversity)
     dtype = getattr(torch, args.dtype)
     written = _write(spec, shapes, blocks, out, dtype, args.shard_size, want_hf, bar.update)
     bar.close()
@@ -132,7 +135,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"predict: {len(shapes)} tensors, {total:,} parameters of {args.arch} -> {out} "
           f"({written['bytes'] / 1e9:.2f} GB in {written['files']} file(s)) in "
           f"{time.perf_counter() - t0:.1f} s" + (f", peak RSS {peak:,.0f} MiB" if peak else ""))
+    cos = diversity.mean()
+    print("predict: depth diversity (mean pairwise cosine of same-shape tensors across depth; "
+          "1 = one tensor repeated): " + ("n/a (one layer)" if cos is None else f"{cos:.3f}"))
     return 0
+
+
+def _observed(blocks, shapes: dict, meter) -> Iterator:
+    """Pass ``blocks`` through, feeding each tensor streamed whole to the depth-diversity
+    ``meter`` (a huge tensor streamed as row blocks is left out of it)."""
+    for name, tensor in blocks:
+        if tuple(tensor.shape) == tuple(shapes[name]):
+            meter.add(name, tensor)
+        yield name, tensor
 
 
 def _write(spec, shapes, blocks, out, dtype, shard_bytes, want_hf, progress) -> dict:

@@ -44,7 +44,7 @@ def _lowrank(hid: int, layers: int, heads: int, rank: int) -> dict[str, Any]:
 
 def _tiled(hid: int, layers: int, heads: int) -> dict[str, Any]:
     return dict(encoder="graphormer", hid=hid, layers=layers, heads=heads, decoder="tiled",
-                max_shape=hid, max_kernel=16, num_classes=1000)
+                max_shape=hid, max_kernel=16, num_classes=1000, decoder_init="ghn3")
 
 
 GHN_PRESETS: dict[str, dict[str, Any]] = {
@@ -58,15 +58,18 @@ GHN_PRESETS: dict[str, dict[str, Any]] = {
     "ghn3-xl": _tiled(384, 24, 16),
     # GHN-2 (CIFAR): hid 32, one GatedGNN round, max_shape (2 hid, 2 hid, 11, 11).
     "ghn2": dict(encoder="gatedgnn", hid=32, layers=1, heads=1, decoder="tiled", max_shape=64,
-                 max_kernel=11, num_classes=10, crop="corner"),
+                 max_kernel=11, num_classes=10, crop="corner", decoder_init="ghn3"),
 }
 
 # Defaults shared by every preset (a preset or an override may change them).
 _COMMON: dict[str, Any] = dict(
     rank=32, max_width=2048 * 16, factor_layout="view", max_shape=64, max_kernel=16,
     num_classes=1000, crop="centre", layernorm=True, norm="auto", norm_std=0.02,
-    norm_embeddings=False, scale_residual=True, n_types=None, fused=True,
+    norm_embeddings=False, scale_residual=True, n_types=None, fused=True, size_lookup="trained",
+    decoder_init="default", decay_all=True, all_pairs=True, norm_tied=True, standardize=False,
 )
+SIZE_LOOKUPS = ("trained", "vocab")
+DECODER_INITS = ("default", "ghn3")
 
 
 @dataclass
@@ -94,6 +97,17 @@ class GHNConfig(Checked):
         fused: predict a fused node's tensor once and slice it into its parameters (q/k/v rows
             differ). ``false`` is the ablation that decodes every slice on its own from the one
             node embedding, reproducing the old identical Q = K = V.
+        size_lookup: ``trained``: a shape / degree / distance lookup of a row training never read
+            reads the nearest trained row instead; ``vocab``: read it (the reference).
+        decoder_init: ``default`` (PyTorch's init, as the reference's low-rank decoder) or
+            ``ghn3`` (last decoder layer's weights / 5 and zero bias: GHN-3's dense decoder).
+        decay_all: weight decay on every GHN parameter (the reference), not only Linear weights.
+        all_pairs: Graphormer attention over all node pairs of a graph, with a learned per-head
+            bias for "no path within the cutoff" (the reference); ``false``: virtual-edge pairs.
+        norm_tied: a tied embedding (GPT-2's ``wte``, also the LM head) is scaled to the family's
+            std like a weight (``norm_std``); ``false``: left raw like other embeddings.
+        standardize: ``fan_in`` mode standardises a weight first (std exactly sqrt(beta/fan_in))
+            instead of scaling the raw output by sqrt(beta/fan_in).
     """
 
     KEY = "ghn"
@@ -118,6 +132,12 @@ class GHNConfig(Checked):
     scale_residual: Optional[bool] = None
     n_types: Optional[int] = None
     fused: Optional[bool] = None
+    size_lookup: Optional[str] = field(default=None, metadata=choices(*SIZE_LOOKUPS))
+    decoder_init: Optional[str] = field(default=None, metadata=choices(*DECODER_INITS))
+    decay_all: Optional[bool] = None
+    all_pairs: Optional[bool] = None
+    norm_tied: Optional[bool] = None
+    standardize: Optional[bool] = None
 
     def _values(self) -> dict[str, Any]:
         """Every field: the preset's value where this config leaves it ``None``."""

@@ -37,6 +37,16 @@ log = logging.getLogger("logah.ghn")
 EPS = 1e-7
 
 
+def ghn3_init(*layers: nn.Linear) -> None:
+    """GHN-3's decoder init: the last layers' weights divided by 5, their biases zero. It makes
+    same-shape outputs of different nodes start nearly equal (cosine ~1.000 in the low-rank
+    decoder), so the low-rank decoder does not use it by default (``ghn.decoder_init``)."""
+    with torch.no_grad():
+        for lin in layers:
+            lin.weight.div_(5)
+            lin.bias.zero_()
+
+
 def tile(w: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     """Repeat a (g, m, n, ...) block along dims 1 and 2 and cut it to (g, rows, cols, ...)."""
     m, n = w.shape[1], w.shape[2]
@@ -140,7 +150,8 @@ class LowRankDecoder(_DecoderBase, nn.Module):
     ``layout='transpose'`` (ablation): A = Y[:r]^T, B = Y[r:]; m, n <= K, else tiled.
     """
 
-    def __init__(self, hid: int, rank: int, max_width: int, layout: str = "view") -> None:
+    def __init__(self, hid: int, rank: int, max_width: int, layout: str = "view",
+                 init: str = "default") -> None:
         super().__init__()
         self.r, self.K, self.layout = rank, max_width, layout
         self.mlp = nn.Sequential(
@@ -148,9 +159,8 @@ class LowRankDecoder(_DecoderBase, nn.Module):
             nn.Linear(8 * hid, 2 * rank * rank),
         )
         self.expand = nn.Linear(rank, max_width)  # the shared r -> K layer
-        with torch.no_grad():  # GHN-3 init: last decoder layer /5, zero bias
-            self.mlp[-1].weight.div_(5)
-            self.mlp[-1].bias.zero_()
+        if init == "ghn3":  # GHN-3's dense-decoder init; the reference's low-rank one has none
+            ghn3_init(self.mlp[-1])
 
     # ---- factors --------------------------------------------------------------------------------
     def seeds(self, x: torch.Tensor) -> torch.Tensor:
@@ -337,7 +347,7 @@ class TiledDecoder(_DecoderBase, nn.Module):
     _tile_level = logging.INFO  # tiling is how GHN-3 reaches every width: not worth a warning
 
     def __init__(self, hid: int, max_shape: int, max_kernel: int, num_classes: int,
-                 crop: str = "centre") -> None:
+                 crop: str = "centre", init: str = "ghn3") -> None:
         super().__init__()
         self.C, self.s, self.crop, self.hid = max_shape, max_kernel, crop, hid
         self.fc = nn.Linear(hid, 4 * hid * max_kernel * max_kernel)
@@ -347,10 +357,8 @@ class TiledDecoder(_DecoderBase, nn.Module):
         self.decoder_1d = nn.Sequential(nn.Linear(hid, 2 * hid), nn.ReLU(),
                                         nn.Linear(2 * hid, 2 * max_shape))
         self.bias_class = nn.Linear(max_shape, num_classes)
-        with torch.no_grad():
-            for lin in (self.conv[-1], self.decoder_1d[-1], self.class_pred):
-                lin.weight.div_(5)
-                lin.bias.zero_()
+        if init == "ghn3":
+            ghn3_init(self.conv[-1], self.decoder_1d[-1], self.class_pred)
 
     def _crop(self, h: torch.Tensor, k: int) -> torch.Tensor:
         """(g, 4hid, s, s) -> (g, 4hid, k, k)."""

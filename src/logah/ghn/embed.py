@@ -4,12 +4,70 @@ The shape embedding looks up the four entries of ``node_shape`` (out, in, kh, kw
 vocabularies (channels for out/in, spatial for kh/kw), ``hid/4`` wide each, and concatenates them.
 Sizes not in a vocabulary map to the nearest entry (size 2 maps to 3 as in the reference); nodes
 without a parameter (all-zero shape) use a dedicated "dummy" row, the last one of each table.
+
+Every structural lookup table of a GHN (these and the Graphormer's degree, distance-from-input and
+pair-distance tables) is a :class:`TrainedEmbedding`: it records which rows training has read, and
+outside training a row that was never trained reads the nearest trained row instead (by size in
+log scale, or by distance). A random init row carries no information, so a size or depth the GHN
+never saw (a wider or deeper target) otherwise gets noise as its feature (the measured cause of
+wider held-out ViTs scoring worse than random init). ``ghn.size_lookup=vocab`` turns the fallback
+off (the reference's behaviour).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 from torch import nn
+
+
+class TrainedEmbedding(nn.Embedding):
+    """``nn.Embedding`` that falls back to the nearest *trained* row outside training.
+
+    Args:
+        num, dim: table size.
+        keys: a sortable position per row (default: the row index); "nearest" is by key.
+        keep: a row never remapped (a dummy row), or None.
+
+    Attributes:
+        trained: bool buffer (num,), saved with the weights: rows a training forward has read
+            (``module.training`` and grad enabled). Under DDP, rank 0's record is the one kept.
+        fallback: remap untrained rows (``True``) or read every row as asked (``False``).
+    """
+
+    def __init__(self, num: int, dim: int, keys: Sequence[float] | None = None,
+                 keep: int | None = None) -> None:
+        super().__init__(num, dim)
+        self.register_buffer("trained", torch.zeros(num, dtype=torch.bool))
+        self.keys = list(keys) if keys is not None else None
+        self.keep, self.fallback = keep, True
+
+    def remap(self) -> torch.Tensor:
+        """(num,) row -> the nearest trained row (itself when trained, or when none is)."""
+        dev = self.weight.device
+        keys = torch.tensor(self.keys if self.keys is not None else range(self.num_embeddings),
+                            dtype=torch.float64, device=dev)
+        ok = self.trained.clone()
+        if self.keep is not None:
+            ok[self.keep] = True
+        rows = torch.nonzero(ok).flatten()
+        if len(rows) == 0 or bool(ok.all()):
+            return torch.arange(self.num_embeddings, device=dev)
+        k = keys[rows]  # sorted: keys are increasing with the row index
+        hi = torch.searchsorted(k, keys).clamp(max=len(rows) - 1)
+        lo = (hi - 1).clamp(min=0)
+        nearest = torch.where((keys - k[lo]).abs() <= (k[hi] - keys).abs(), rows[lo], rows[hi])
+        return torch.where(ok, torch.arange(self.num_embeddings, device=dev), nearest)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.training and torch.is_grad_enabled():
+            if idx.device.type != "meta":
+                self.trained[idx.flatten()] = True
+        elif self.fallback and idx.device.type != "meta" and bool(self.trained.any()):
+            idx = self.remap()[idx]
+        return super().forward(idx)
 
 
 def channel_vocab() -> list[int]:
@@ -47,8 +105,12 @@ class ShapeEmbedding(nn.Module):
         super().__init__()
         if hid % 4:
             raise ValueError(f"hid must be a multiple of 4, got {hid}")
-        self.chan = nn.Embedding(len(channel_vocab()) + 1, hid // 4)  # last row: dummy
-        self.spatial = nn.Embedding(len(spatial_vocab()) + 1, hid // 4)
+        # last row: dummy; nearest = by log size
+        chan, spatial = channel_vocab(), spatial_vocab()
+        self.chan = TrainedEmbedding(len(chan) + 1, hid // 4,
+                                     [math.log(v) for v in chan] + [1e9], keep=len(chan))
+        self.spatial = TrainedEmbedding(len(spatial) + 1, hid // 4,
+                                        [math.log(v) for v in spatial] + [1e9], keep=len(spatial))
         self.reset_vocab()
 
     def reset_vocab(self) -> None:

@@ -27,10 +27,10 @@ from torch_geometric.data import Batch, Data
 from logah.config.errors import LogahError
 from logah.config.ghn import GHNConfig
 from logah.ghn.decoder import LowRankDecoder, TiledDecoder
-from logah.ghn.embed import NodeEmbedding
+from logah.ghn.embed import NodeEmbedding, TrainedEmbedding
 from logah.ghn.gatedgnn import GatedGNN
 from logah.ghn.graphormer import Graphormer
-from logah.ghn.normalize import Rule, apply_1d, family_of, rule_for
+from logah.ghn.normalize import WEIGHT_TYPES, Rule, apply_1d, family_of, rule_for
 from logah.graph import PRIMITIVES, batch_graphs
 
 
@@ -122,21 +122,25 @@ class GHN(nn.Module):
     def _build(self, cfg: GHNConfig) -> None:
         self.embed = NodeEmbedding(cfg.n_types, cfg.hid)
         if cfg.encoder == "graphormer":
-            self.encoder: nn.Module = Graphormer(cfg.hid, cfg.layers, cfg.heads)
+            self.encoder: nn.Module = Graphormer(cfg.hid, cfg.layers, cfg.heads, cfg.all_pairs)
         else:
             self.encoder = GatedGNN(cfg.hid, cfg.layers)
         self.ln = nn.LayerNorm(cfg.hid) if cfg.layernorm else nn.Identity()
         if cfg.decoder == "lowrank":
             self.decoder: nn.Module = LowRankDecoder(cfg.hid, cfg.rank, cfg.max_width,
-                                                     cfg.factor_layout)
+                                                     cfg.factor_layout, cfg.decoder_init)
         else:
             self.decoder = TiledDecoder(cfg.hid, cfg.max_shape, cfg.max_kernel, cfg.num_classes,
-                                        cfg.crop)
+                                        cfg.crop, cfg.decoder_init)
+        # Read by the optimiser's parameter grouping (logah.lit.optim.param_groups).
+        self.decay_all = bool(cfg.decay_all)
         # GHN-3 init: embeddings trunc-normal with std hid^-0.5; the distance table sinusoidal.
         std = cfg.hid ** -0.5
         for m in self.modules():
             if isinstance(m, nn.Embedding):
                 nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+            if isinstance(m, TrainedEmbedding):
+                m.fallback = cfg.size_lookup == "trained"
         if isinstance(self.encoder, Graphormer):
             self.encoder.edge_bias.reset_table()
 
@@ -168,6 +172,9 @@ class GHN(nn.Module):
         owners = batch.param_node_index.tolist()
         node_shape = batch.node_shape.tolist()
         rows = batch.param_rows.tolist()
+        # tied: the owner also feeds a weight node without a tensor (reuses the owner's)
+        tied = {u for u, v in batch.edge_index.t().tolist()
+                if PRIMITIVES[node_type[v]] in WEIGHT_TYPES and not any(node_shape[v])}
         plans, k = [], 0
         for gi, (names, shapes, key) in enumerate(
                 zip(batch.param_names, batch.param_shapes, batch.spec_key, strict=True)):
@@ -187,7 +194,8 @@ class GHN(nn.Module):
                 unit4, r, unit = tuple(node_shape[node]), tuple(rows[k + j]), node
                 if not self.config.fused and r != (0, unit4[0]):  # ablation: slice = own tensor
                     unit4, r, unit = (r[1] - r[0], *unit4[1:]), (0, r[1] - r[0]), (node, name)
-                rule = rule_for(self.config, name, shape, unit4, owner, family, n_layer)
+                rule = rule_for(self.config, name, shape, unit4, owner, family, n_layer,
+                                node in tied)
                 items.append(Item(gi, name, shape, node, rule, classifier, unit4, r, unit))
             k += len(names)
             plans.append(items)

@@ -2,16 +2,17 @@
 
 Each layer is pre-LN multi-head attention followed by a pre-LN feed-forward block:
 ``x = x + Attn(LN1(x)); x = x + FF(LN2(x))`` (FF = Linear(d, 4d) -> GELU -> Linear(4d, d); q/k/v
-without bias, no dropout). A node attends to the nodes it shares a virtual edge with (every node
-within ``cutoff`` hops in either direction, ``ve_index``) and to itself. The attention logits get
+without bias, no dropout). The attention logits get
 a learned per-head bias from the pair's forward and backward shortest-path distances, computed once
 and shared by all layers; in/out-degree and distance-from-input embeddings are added to the node
 features before the first layer.
 
-Deviation from the reference (which runs dense attention over all node pairs of a graph with
-distance 0 standing for "unreachable within the cutoff"): pairs further apart than the cutoff in
-both directions do not attend to each other. With the cutoff of 50 used everywhere, this only
-affects pairs more than 50 hops apart.
+``all_pairs=True`` (``ghn.all_pairs``, the default): every node attends to every node of its
+graph, as in the reference. Pairs joined by a path within the cutoff (either way) get the
+distance bias; pairs with no such path (``wte`` and ``wpe``, the class token and the patch
+embedding, or any pair more than ``cutoff`` hops apart) get a learned per-head ``no_path`` bias (the reference gives them its distance-0 row, the same as
+a node's own pair). ``all_pairs=False``: only the virtual-edge pairs and the node itself attend
+(message passing or the same softmax through dense kernels).
 
 The attention is written as message passing (``propagate`` over the attending pairs); for the
 usual architecture graphs, where those pairs are most of all node pairs, the same softmax over the
@@ -28,6 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax
+
+from logah.ghn.embed import TrainedEmbedding
 
 MAX_DEGREE = 100
 MAX_INPUT_DIST = 1000
@@ -50,9 +53,9 @@ class StructuralEncoding(nn.Module):
 
     def __init__(self, hid: int) -> None:
         super().__init__()
-        self.in_degree = nn.Embedding(MAX_DEGREE + 1, hid)
-        self.out_degree = nn.Embedding(MAX_DEGREE + 1, hid)
-        self.input_dist = nn.Embedding(MAX_INPUT_DIST + 1, hid)
+        self.in_degree = TrainedEmbedding(MAX_DEGREE + 1, hid)
+        self.out_degree = TrainedEmbedding(MAX_DEGREE + 1, hid)
+        self.input_dist = TrainedEmbedding(MAX_INPUT_DIST + 1, hid)
 
     def forward(self, x: torch.Tensor, in_degree: torch.Tensor, out_degree: torch.Tensor,
                 input_dist: torch.Tensor) -> torch.Tensor:
@@ -70,7 +73,7 @@ class EdgeBias(nn.Module):
 
     def __init__(self, hid: int, heads: int) -> None:
         super().__init__()
-        self.table = nn.Embedding(MAX_DIST + 1, hid)
+        self.table = TrainedEmbedding(MAX_DIST + 1, hid)
         self.mlp = nn.Sequential(nn.Linear(2 * hid, hid), nn.ReLU(), nn.Linear(hid, heads))
 
     def reset_table(self) -> None:
@@ -103,14 +106,19 @@ class DenseAttention:
     """
 
     def __init__(self, edge_index: torch.Tensor, bias: torch.Tensor, batch: torch.Tensor,
-                 ptr: torch.Tensor) -> None:
+                 ptr: torch.Tensor, no_path: torch.Tensor | None = None) -> None:
         counts = ptr[1:] - ptr[:-1]
         b, n_max, heads = len(counts), int(counts.max()), bias.shape[1]
         self.batch, self.local = batch, torch.arange(len(batch), device=batch.device) - ptr[batch]
         src, dst = edge_index
-        mask = torch.full((b, n_max, n_max, heads), float("-inf"), device=bias.device,
-                          dtype=bias.dtype)
         pad = torch.arange(n_max, device=bias.device)
+        if no_path is None:
+            mask = torch.full((b, n_max, n_max, heads), float("-inf"), device=bias.device,
+                              dtype=bias.dtype)
+        else:  # all pairs within a graph attend; those without a listed pair get ``no_path``
+            real = pad[None, :] < counts[:, None]  # (B, n_max)
+            inside = (real[:, :, None] & real[:, None, :])[..., None]  # (B, n, n, 1)
+            mask = torch.where(inside, no_path.to(bias.dtype), float("-inf"))
         mask[:, pad, pad] = 0.0  # padded queries attend to themselves (no NaN; dropped later)
         mask = mask.index_put((batch[dst], self.local[dst], self.local[src]), bias)
         self.mask = mask.permute(0, 3, 1, 2)  # (B, heads, query, key)
@@ -171,12 +179,14 @@ class Graphormer(nn.Module):
 
     DENSE_FACTOR = 16
 
-    def __init__(self, hid: int, layers: int, heads: int) -> None:
+    def __init__(self, hid: int, layers: int, heads: int, all_pairs: bool = False) -> None:
         super().__init__()
         self.structure = StructuralEncoding(hid)
         self.edge_bias = EdgeBias(hid, heads)
         self.layers = nn.ModuleList(GraphormerLayer(hid, heads) for _ in range(layers))
         self.dense: bool | None = None
+        # all pairs: a learned per-head logit bias for pairs with no path within the cutoff
+        self.no_path = nn.Parameter(torch.zeros(heads)) if all_pairs else None
 
     def forward(self, x: torch.Tensor, g) -> torch.Tensor:
         """x (N, d) node inputs; ``g`` a graph/batch with the contract's fields -> (N, d)."""
@@ -200,10 +210,12 @@ class Graphormer(nn.Module):
         if batch is None or ptr is None:
             batch = torch.zeros(g.num_nodes, dtype=torch.long, device=edge_index.device)
             ptr = torch.tensor([0, g.num_nodes], device=edge_index.device)
+        if edge_index.device.type == "meta":
+            return None
+        if self.no_path is not None:  # all pairs: always dense (the listed pairs are a subset)
+            return DenseAttention(edge_index, bias, batch, ptr, self.no_path)
         use = self.dense
         if use is None:
-            if edge_index.device.type == "meta":
-                return None
             counts = (ptr[1:] - ptr[:-1])
             use = len(counts) * int(counts.max()) ** 2 <= self.DENSE_FACTOR * pairs
         return DenseAttention(edge_index, bias, batch, ptr) if use else None

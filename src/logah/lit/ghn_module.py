@@ -37,6 +37,7 @@ from torch.func import functional_call
 from logah.config.specs import CAUSAL_LM, ModelSpec
 from logah.config.train import OptimConfig
 from logah.ghn import GHN
+from logah.ghn.diversity import depth_diversity
 from logah.ghn.io import GHN_CHECKPOINT
 from logah.lit.optim import configure_optimizers
 from logah.nn.build import build_model
@@ -283,7 +284,8 @@ class GHNModule(L.LightningModule):
         values: dict[str, torch.Tensor] = {}
         for j, which in enumerate(("zero_shot", "random_init")):
             values[f"val/{which}_loss"] = loss[j].mean()
-            for group, members in (("in_range", ("in_range",)), ("beyond", KINDS_BEYOND)):
+            for group, members in (("in_range", ("in_range",)), ("deeper", ("deeper",)),
+                                   ("wider", ("wider",)), ("beyond", KINDS_BEYOND)):
                 idx = [i for i, k in enumerate(kinds) if k in members]
                 if idx:
                     values[f"val/{which}_loss_{group}"] = loss[j, idx].mean()
@@ -291,6 +293,10 @@ class GHNModule(L.LightningModule):
                 values[f"val/{which}_ppl"] = torch.exp(loss[j].mean())
             else:
                 values[f"val/{which}_acc1"] = acc[j].mean()
+        # Same-shape predicted tensors across depth: mean pairwise cosine (1 = collapsed).
+        cos = [c for c in map(depth_diversity, st.pred) if c is not None]
+        if cos:
+            values["val/depth_cosine"] = torch.tensor(sum(cos) / len(cos))
         for k, v in values.items():
             self.log(k, v.float(), sync_dist=True, prog_bar=k == "val/zero_shot_loss")
         if self.trainer.sanity_checking:
@@ -314,7 +320,7 @@ class GHNModule(L.LightningModule):
         # One TensorBoard chart overlaying predicted vs random init (custom-scalars plugin).
         writer = getattr(self.logger, "experiment", None) if self.logger else None
         if self.trainer.is_global_zero and hasattr(writer, "add_custom_scalars"):
-            pairs = ["loss", "loss_in_range", "loss_beyond", "ppl", "acc1"]
+            pairs = ["loss", "loss_in_range", "loss_deeper", "loss_wider", "ppl", "acc1"]
             writer.add_custom_scalars({"GHN held-out architectures": {
                 f"{p}: zero-shot vs random init": [
                     "Multiline", [f"val/zero_shot_{p}", f"val/random_init_{p}"]]

@@ -23,7 +23,8 @@ _DECAYED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Split trainable parameters into a decayed and a non-decayed group.
 
-    A tied LM head (GPT-2's ``wte.weight``) is an embedding, so it is not decayed.
+    A tied LM head (GPT-2's ``wte.weight``) is an embedding, so it is not decayed. A model with
+    a true ``decay_all`` attribute (a GHN with ``ghn.decay_all``, as the reference) decays all.
 
     Returns:
         ``[{"params": decayed, "weight_decay": wd, "names": [...]},
@@ -35,7 +36,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         if not p.requires_grad:
             continue
         owner = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
-        decayed = isinstance(owner, _DECAYED_LAYERS) and name.endswith("weight") and p.ndim >= 2
+        decayed = getattr(model, "decay_all", False) or (
+            isinstance(owner, _DECAYED_LAYERS) and name.endswith("weight") and p.ndim >= 2)
         (decay if decayed else rest)[name] = p
     groups = [
         {"params": list(decay.values()), "weight_decay": float(weight_decay), "names": list(decay)},
