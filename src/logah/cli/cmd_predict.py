@@ -87,12 +87,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from logah.config import LogahError, load_config
+    from logah.config import load_config
     from logah.config.model import ModelOnlyConfig, resolve_spec
     from logah.ghn.diversity import DepthDiversity
     from logah.ghn.io import load_ghn
-    from logah.graph import graph_for_spec
-    from logah.nn import param_shapes
     from logah.nn.io import HF_DIR, SPEC_FILE
     from logah.nn.stream import stream_export_hf
     from logah.utils.fs import atomic_write_text
@@ -107,12 +105,7 @@ def run(args: argparse.Namespace) -> int:
     device = _device(args.device)
     t0 = time.perf_counter()
     ghn = load_ghn(args.ghn, map_location=device, seed=args.seed)
-    graph = graph_for_spec(spec)
-    shapes = param_shapes(spec)
-    graph_shapes = dict(zip(graph.param_names, map(tuple, graph.param_shapes), strict=True))
-    if graph_shapes != shapes:
-        raise LogahError(f"graph of {args.arch} lists {len(graph_shapes)} tensors but the model "
-                         f"has {len(shapes)} (or shapes differ): cannot predict every parameter")
+    graph, shapes = _graph_and_shapes(spec, args.arch)
     total = sum(math.prod(s) for s in shapes.values())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,6 +132,21 @@ def run(args: argparse.Namespace) -> int:
     print("predict: depth diversity (mean pairwise cosine of same-shape tensors across depth; "
           "1 = one tensor repeated): " + ("n/a (one layer)" if cos is None else f"{cos:.3f}"))
     return 0
+
+
+def _graph_and_shapes(spec, arch: str) -> tuple:
+    """The target's graph and ``{name: shape}``; one error if the graph misses a tensor."""
+    from logah.config import LogahError
+    from logah.graph import graph_for_spec
+    from logah.nn import param_shapes
+
+    graph = graph_for_spec(spec)
+    shapes = param_shapes(spec)
+    graph_shapes = dict(zip(graph.param_names, map(tuple, graph.param_shapes), strict=True))
+    if graph_shapes != shapes:
+        raise LogahError(f"graph of {arch} lists {len(graph_shapes)} tensors but the model "
+                         f"has {len(shapes)} (or shapes differ): cannot predict every parameter")
+    return graph, shapes
 
 
 def _observed(blocks, shapes: dict, meter) -> Iterator:
