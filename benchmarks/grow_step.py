@@ -12,8 +12,12 @@ process per measurement, float32, 2 CPU threads:
   (the natural reference: what starting the big model from scratch costs).
 
 Wall time on a shared machine depends on the load, so the CPU time (user + sys of the process) is
-recorded beside it: for this mostly single-threaded, memory-bound work it is close to what the wall
-time is on an idle machine. Memory: the process's peak RSS (VmHWM, reset through ``/proc/self/clear_refs`` once gpt2-small's
+recorded beside it. The step uses two threads (:mod:`logah.grow.fast`: the new layers are drawn
+on a second thread while the widths grow), so on an idle machine the wall time is below the CPU
+time; most of the CPU time is first-touch page faults of the grown model's fresh memory (~1.8 ns
+per float32 on the 2-core VM) and the serial random draws of the free entries. A full garbage
+collection is run before the timer starts, so a backlog left by the setup is not charged to the
+step. Memory: the process's peak RSS (VmHWM, reset through ``/proc/self/clear_refs`` once gpt2-small's
 state exists) minus its RSS before gpt2-small was built, in units of the fp32 size of gpt2-medium's
 parameters ("copies of the model"; the small model itself is 0.35 of one). For ``grow+adam`` the
 unit is the grown model's parameters + moments (3 x its size). Targets (issue #16): ``grow`` <= 1 s
@@ -40,7 +44,7 @@ OUT = ROOT / "benchmarks" / "results" / "grow_step.json"
 MIB = 1024 * 1024
 
 WORKER = r"""
-import json, sys, time
+import gc, json, sys, time
 import torch
 mode, threads = sys.argv[1], int(sys.argv[2])
 torch.set_num_threads(threads)
@@ -58,6 +62,7 @@ small, medium = get_preset("gpt2-small"), get_preset("gpt2-medium")
 unit = sum(torch.Size(s).numel() for s in param_shapes(medium).values()) * 4
 rss0 = status("VmRSS")
 if mode == "init":
+    gc.collect()
     t, c = time.perf_counter(), time.process_time()
     model = build_model(medium, "cpu", seed=0)
     seconds, cpu = time.perf_counter() - t, time.process_time() - c
@@ -70,6 +75,7 @@ else:
     if mode == "grow+adam":
         adam = {n: {"step": torch.tensor(1.0), "exp_avg": torch.randn_like(p),
                     "exp_avg_sq": torch.rand_like(p)} for n, p in model.named_parameters()}
+    gc.collect()  # else the setup's pending full collection (~0.1 s) lands in the timed step
     open("/proc/self/clear_refs", "w").write("5")  # VmHWM := VmRSS
     t, c = time.perf_counter(), time.process_time()
     with torch.no_grad():

@@ -57,3 +57,14 @@ def test_param_shapes_names_are_the_canonical_ones():
     assert vit["cls_token"] == (1, 1, 64) and vit["pos_embed"] == (1, 65, 64)
     assert vit["patch_embed.weight"] == (64, 3, 4, 4) and vit["head.weight"] == (10, 64)
     assert count_params(get_preset("vit-tiny")) == sum(math.prod(s) for s in vit.values())
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_param_shapes_equal_the_full_model_in_order(name):
+    """param_shapes builds one block and repeats its names: the same list as the whole model."""
+    spec = PRESETS[name].replace(n_layer=3)
+    full = [(n, tuple(p.shape)) for n, p in build_model(spec, "meta").named_parameters()]
+    assert list(param_shapes(spec).items()) == full
+    shapes = param_shapes(spec)
+    shapes.clear()  # a copy: the cache is not mutated through it
+    assert param_shapes(spec) and param_shapes(spec.replace(n_layer=2)) != param_shapes(spec)
