@@ -30,14 +30,19 @@ def spread_positions(n_old: int, n_new: int) -> list[int]:
     return [math.ceil((j + 1) * n_old / n_new) - 1 + 1 + j for j in range(n_new)]
 
 
-def new_block(spec: ModelSpec, like: torch.Tensor, init: GrowInit, gen: torch.Generator) -> State:
-    """One fresh identity block's tensors at ``spec``'s widths, keyed by their name in the block
-    (``attn.q.weight``), in ``like``'s dtype and device."""
+def block_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """The shapes of one block at ``spec``'s widths, keyed by their name in the block."""
+    pre = "blocks.0."
+    return {n.removeprefix(pre): s for n, s in param_shapes(spec).items() if n.startswith(pre)}
+
+
+def new_block(shapes: dict[str, tuple[int, ...]], like: torch.Tensor, init: GrowInit,
+              gen: torch.Generator) -> State:
+    """One fresh identity block's tensors of ``shapes`` (:func:`block_shapes`), keyed by their
+    name in the block (``attn.q.weight``), in ``like``'s dtype and device. Builds no model, so it
+    can run on another thread."""
     block = {}
-    for name, shape in param_shapes(spec).items():
-        if not name.startswith("blocks.0."):
-            continue
-        local = name.removeprefix("blocks.0.")
+    for local, shape in shapes.items():
         if local in IDENTITY_ZEROS:
             block[local] = zeros(shape, like)
         elif local.startswith(("ln_1.", "ln_2.")):
@@ -77,12 +82,13 @@ def add_layers(spec: ModelSpec, state: State, n_layer: int, positions: list[int]
             f"(where the new layers sit in the grown model)"
         )
     new_at, template = set(positions), next(iter(state.values()))  # dtype / device of new ones
+    shapes = block_shapes(spec)
     out = {k: v for k, v in state.items() if not k.startswith("blocks.")}
     old = iter(range(spec.n_layer))
     for j in range(n_layer):
         if j in new_at:
             # blocks are built in order of position so the draws do not depend on old layers
-            block = next(new_blocks) if new_blocks is not None else new_block(spec, template,
+            block = next(new_blocks) if new_blocks is not None else new_block(shapes, template,
                                                                               init, gen)
         else:
             i = next(old)

@@ -32,7 +32,7 @@ from logah.config.errors import LogahError
 from logah.config.grow import GrowInit, GrowStep
 from logah.config.specs import ModelSpec
 from logah.grow.common import State, generator
-from logah.grow.depth import new_block
+from logah.grow.depth import block_shapes, new_block
 from logah.grow.embed import grown_spec, plan_map
 from logah.nn import param_shapes
 from logah.nn.io import state_problems
@@ -102,9 +102,11 @@ def predraw_layers(pool: Executor, spec: ModelSpec, state: State, steps: Sequenc
     if n <= 0:
         return {}
 
+    shapes = block_shapes(at)  # here: building a (meta) model is not for the drawing thread
+
     def draw() -> list[State]:
         gen, _ = generator(base + i)  # the generator add_layers would make for step i
-        return [new_block(at, template, init or GrowInit(), gen) for _ in range(n)]
+        return [new_block(shapes, template, init or GrowInit(), gen) for _ in range(n)]
 
     future = pool.submit(draw)
     return {i: _blocks(future)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import threading
 from collections.abc import Iterator
 
 import torch
@@ -62,16 +63,22 @@ _RESETTABLE = tuple(
 )
 
 
+# The patch is process-wide: two threads inside at once would save each other's no-ops as the
+# "originals" and leave every later model uninitialised, so builds take turns.
+_PATCH_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _skip_reset_parameters() -> Iterator[None]:
-    saved = {cls: cls.__dict__["reset_parameters"] for cls in _RESETTABLE}
-    try:
-        for cls in _RESETTABLE:
-            cls.reset_parameters = lambda self: None
-        yield
-    finally:
-        for cls, fn in saved.items():
-            cls.reset_parameters = fn
+    with _PATCH_LOCK:
+        saved = {cls: cls.__dict__["reset_parameters"] for cls in _RESETTABLE}
+        try:
+            for cls in _RESETTABLE:
+                cls.reset_parameters = lambda self: None
+            yield
+        finally:
+            for cls, fn in saved.items():
+                cls.reset_parameters = fn
 
 
 @torch.no_grad()
