@@ -33,7 +33,7 @@ from logah.config.grow import GrowInit, GrowStep
 from logah.config.specs import ModelSpec
 from logah.grow.common import State, generator
 from logah.grow.depth import block_shapes, new_block
-from logah.grow.embed import grown_spec, plan_map
+from logah.grow.embed import Map, grown_spec, plan_map
 from logah.nn import param_shapes
 from logah.nn.io import state_problems
 
@@ -42,10 +42,12 @@ def _is_prefix(idx: torch.Tensor) -> bool:
     return bool(getattr(idx, "_prefix", False)) or torch.equal(idx, torch.arange(idx.numel()))
 
 
-def preallocate(spec: ModelSpec, state: State, steps: Sequence[GrowStep]
-                ) -> tuple[State, list[tuple[torch.Tensor, torch.Tensor]]]:
+def preallocate(spec: ModelSpec, state: State, steps: Sequence[GrowStep],
+                emb_map: Optional[Map] = None) -> tuple[State, list[tuple[torch.Tensor,
+                                                                           torch.Tensor]]]:
     """``state`` with every tensor the plan grows moved into the leading corner of a buffer of its
     final shape, and the ``(buffer, corner)`` pairs for :func:`~logah.grow.common.growing_into`.
+    ``emb_map``: the plan's :func:`~logah.grow.embed.plan_map`, when the caller has it.
 
     Anything unusual (meta tensors, tensors autograd tracks, a state that does not match
     ``spec``, a plan the operators will reject) returns ``state`` unchanged and no buffers: the
@@ -57,7 +59,7 @@ def preallocate(spec: ModelSpec, state: State, steps: Sequence[GrowStep]
                                                                             found):
         return state, []
     try:
-        emb_map = plan_map(spec, steps)
+        emb_map = plan_map(spec, steps) if emb_map is None else emb_map
         end = spec
         for step in steps:
             end = grown_spec(end, step)

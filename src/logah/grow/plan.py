@@ -18,6 +18,7 @@ from logah.config.model import ModelConfig, override_spec
 from logah.config.specs import CAUSAL_LM, PRESETS, ModelSpec
 from logah.grow.common import GrowError, Seed, State, generator, growing_into
 from logah.grow.depth import add_layers, extend_context, spread_positions
+from logah.grow.embed import Map
 from logah.grow.fast import finish, predraw_layers, preallocate
 from logah.grow.gqa import add_kv_groups
 from logah.grow.hidden import expand_hidden
@@ -100,20 +101,22 @@ def plan_growth(src: ModelSpec, target: ModelSpec) -> list[dict[str, Any]]:
 
 
 def apply_plan(spec: ModelSpec, state: State, steps: Iterable[GrowStep | dict[str, Any]], *,
-               seed: Seed = 0, init: GrowInit | None = None) -> tuple[ModelSpec, State]:
+               seed: Seed = 0, init: GrowInit | None = None,
+               emb_map: Map | None = None) -> tuple[ModelSpec, State]:
     """Apply steps in order. With an int ``seed``, step i draws from seed ``seed + i`` (recorded
     in the history, so each step can be replayed alone); a generator is shared by all steps.
 
     The result equals calling the operators one by one, bit for bit; it is computed faster
     (grown tensors written once at their final shapes, new layers drawn on a second thread:
-    :mod:`logah.grow.fast`).
+    :mod:`logah.grow.fast`). ``emb_map``: the steps' :func:`~logah.grow.embed.plan_map`, if the
+    caller has it already (it locates the buffers; computed here otherwise).
     """
     gen, base = generator(seed)
     plan = [raw if isinstance(raw, GrowStep) else step_from_dict(dict(raw), f"steps[{i}]")
             for i, raw in enumerate(steps)]
     with ThreadPoolExecutor(1) as pool:
         drawn = predraw_layers(pool, spec, state, plan, base, init)  # first: it runs longest
-        state, buffers = preallocate(spec, state, plan)
+        state, buffers = preallocate(spec, state, plan, emb_map)
         with growing_into(buffers):
             spec, state = _run(spec, state, plan, drawn, gen if base is None else base, init)
     return spec, finish(state, buffers)
