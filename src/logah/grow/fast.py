@@ -98,13 +98,12 @@ def predraw_layers(pool: Executor, spec: ModelSpec, state: State, steps: Sequenc
     try:
         for step in steps[:i]:
             at = grown_spec(at, step)  # the widths the new blocks are built at
+        shapes = block_shapes(at)  # here: building a (meta) model is not for the drawing thread
     except (LogahError, ValueError, KeyError, TypeError):
         return {}  # a bad plan: the operators say what is wrong
     n = steps[i].to - at.n_layer
     if n <= 0:
         return {}
-
-    shapes = block_shapes(at)  # here: building a (meta) model is not for the drawing thread
 
     def draw() -> list[State]:
         gen, _ = generator(base + i)  # the generator add_layers would make for step i
