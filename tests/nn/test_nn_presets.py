@@ -57,3 +57,29 @@ def test_param_shapes_names_are_the_canonical_ones():
     assert vit["cls_token"] == (1, 1, 64) and vit["pos_embed"] == (1, 65, 64)
     assert vit["patch_embed.weight"] == (64, 3, 4, 4) and vit["head.weight"] == (10, 64)
     assert count_params(get_preset("vit-tiny")) == sum(math.prod(s) for s in vit.values())
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_param_shapes_equal_the_full_model_in_order(name):
+    """param_shapes builds one block and repeats its names: the same list as the whole model."""
+    spec = PRESETS[name].replace(n_layer=3)
+    full = [(n, tuple(p.shape)) for n, p in build_model(spec, "meta").named_parameters()]
+    assert list(param_shapes(spec).items()) == full
+    shapes = param_shapes(spec)
+    shapes.clear()  # a copy: the cache is not mutated through it
+    assert param_shapes(spec) and param_shapes(spec.replace(n_layer=2)) != param_shapes(spec)
+
+
+def test_builds_on_several_threads_leave_the_inits_in_place():
+    """build_model patches reset_parameters process-wide while it builds; concurrent builds
+    (apply_plan draws new layers on a second thread) must not leave the no-op patch behind."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from torch import nn
+
+    original = nn.Linear.__dict__["reset_parameters"]
+    spec = get_preset("gpt2-tiny")
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: build_model(spec, "meta"), range(32)))
+    assert nn.Linear.__dict__["reset_parameters"] is original
+    assert nn.Linear(4, 4).weight.abs().sum() > 0  # initialised, not left empty

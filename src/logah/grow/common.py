@@ -7,16 +7,19 @@ inputs. Tensors an operator does not change are shared with the input dict, not 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, Optional
 
 import torch
 
 from logah.config.errors import LogahError
 from logah.config.grow import GrowInit
 from logah.config.specs import CAUSAL_LM, ModelSpec
-from logah.nn import build_model
-from logah.nn.io import check_state
+from logah.nn import param_shapes
+from logah.nn.io import check_shapes
 
 State = dict[str, torch.Tensor]
 Seed = int | torch.Generator | None
@@ -74,9 +77,52 @@ def zeros(shape: tuple[int, ...] | torch.Size, like: torch.Tensor) -> torch.Tens
     return torch.zeros(tuple(shape), dtype=like.dtype, device=like.device)
 
 
+# Grown tensors preallocated at their final shapes by apply_plan (logah.grow.fast), keyed by
+# storage address: [buffer, shape of the corner filled so far]. Empty outside :func:`growing_into`.
+_BUFFERS: contextvars.ContextVar[dict[int, list[Any]]] = contextvars.ContextVar("grow_buffers",
+                                                                               default={})
+
+
+@contextlib.contextmanager
+def growing_into(buffers: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[None]:
+    """Within: :func:`cat_new` appends into these ``(buffer, corner)`` pairs in place (``corner``:
+    the view ``buffer[:a, :b, ...]`` holding the tensor so far) instead of allocating a new tensor,
+    so a tensor grown by several steps is written once, at its final shape."""
+    token = _BUFFERS.set({b.untyped_storage().data_ptr(): [b, tuple(c.shape)] for b, c in buffers})
+    try:
+        yield
+    finally:
+        _BUFFERS.reset(token)
+
+
+def _append_in_place(t: torch.Tensor, dim: int, new: torch.Tensor) -> Optional[torch.Tensor]:
+    """``cat([t, new], dim)`` written into ``t``'s buffer, when ``t`` is the corner filled so far
+    (so nothing else can see the entries written) and the buffer has room; else None."""
+    entry = _BUFFERS.get().get(t.untyped_storage().data_ptr()) if not t.is_meta else None
+    if entry is None or tuple(t.shape) != entry[1] or t.storage_offset() != 0:
+        return None
+    buf, shape = entry
+    if (t.stride() != buf.stride() or new.ndim != t.ndim or new.dtype != t.dtype
+            or new.device != t.device):
+        return None
+    n = new.shape[dim]
+    if shape[dim] + n > buf.shape[dim] or any(new.shape[d] != shape[d] for d in range(t.ndim)
+                                              if d != dim):
+        return None
+    corner = [slice(0, s) for s in shape]
+    corner[dim] = slice(shape[dim], shape[dim] + n)  # the new slab, beside the old corner
+    buf[tuple(corner)].copy_(new)
+    corner[dim] = slice(0, shape[dim] + n)
+    entry[1] = tuple(s + (n if d == dim else 0) for d, s in enumerate(shape))
+    return buf[tuple(corner)]
+
+
 def cat_new(t: torch.Tensor, dim: int, new: torch.Tensor) -> torch.Tensor:
-    """``t`` with the entries ``new`` appended along ``dim``."""
-    return torch.cat([t, new], dim=dim)
+    """``t`` with the entries ``new`` appended along ``dim`` (in place inside
+    :func:`growing_into` when ``t`` is a buffer's filled corner: the old entries are not copied)."""
+    dim %= max(t.ndim, 1)
+    grown = _append_in_place(t, dim, new) if _BUFFERS.get() else None
+    return torch.cat([t, new], dim=dim) if grown is None else grown
 
 
 def new_shape(t: torch.Tensor, dim: int, n: int) -> tuple[int, ...]:
@@ -88,7 +134,7 @@ def new_shape(t: torch.Tensor, dim: int, n: int) -> tuple[int, ...]:
 
 def check_input(spec: ModelSpec, state: State, op: str) -> None:
     """The state must be exactly the spec's parameters (names and shapes), else one error line."""
-    check_state(build_model(spec, "meta"), state, f"grow {op}")
+    check_shapes(param_shapes(spec), state, f"grow {op}")
 
 
 def check_target(spec: ModelSpec, field: str, to: int) -> int:

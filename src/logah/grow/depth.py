@@ -10,6 +10,7 @@ of the block as soon as they move off zero.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 
@@ -29,35 +30,43 @@ def spread_positions(n_old: int, n_new: int) -> list[int]:
     return [math.ceil((j + 1) * n_old / n_new) - 1 + 1 + j for j in range(n_new)]
 
 
-def _new_block(spec: ModelSpec, like: State, init: GrowInit,
-               gen: torch.Generator) -> State:
-    """One fresh identity block's tensors, keyed by their name in the block (``attn.q.weight``)."""
-    template = next(iter(like.values()))  # dtype / device of the new tensors
+def block_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """The shapes of one block at ``spec``'s widths, keyed by their name in the block."""
+    pre = "blocks.0."
+    return {n.removeprefix(pre): s for n, s in param_shapes(spec).items() if n.startswith(pre)}
+
+
+def new_block(shapes: dict[str, tuple[int, ...]], like: torch.Tensor, init: GrowInit,
+              gen: torch.Generator) -> State:
+    """One fresh identity block's tensors of ``shapes`` (:func:`block_shapes`), keyed by their
+    name in the block (``attn.q.weight``), in ``like``'s dtype and device. Builds no model, so it
+    can run on another thread."""
     block = {}
-    for name, shape in param_shapes(spec).items():
-        if not name.startswith("blocks.0."):
-            continue
-        local = name.removeprefix("blocks.0.")
+    for local, shape in shapes.items():
         if local in IDENTITY_ZEROS:
-            block[local] = zeros(shape, template)
+            block[local] = zeros(shape, like)
         elif local.startswith(("ln_1.", "ln_2.")):
             mean = 1.0 if local.endswith("weight") else 0.0
-            block[local] = noise(shape, init.ln_std, template, gen, mean=mean)
+            block[local] = noise(shape, init.ln_std, like, gen, mean=mean)
         elif local.endswith("bias"):
-            block[local] = noise(shape, init.bias_std, template, gen)
+            block[local] = noise(shape, init.bias_std, like, gen)
         else:
-            block[local] = noise(shape, init.std, template, gen)
+            block[local] = noise(shape, init.std, like, gen)
     return block
 
 
 def add_layers(spec: ModelSpec, state: State, n_layer: int, positions: list[int] | None = None,
-               *, seed: Seed = 0, init: GrowInit | None = None) -> tuple[ModelSpec, State]:
+               *, seed: Seed = 0, init: GrowInit | None = None,
+               new_blocks: Iterator[State] | None = None) -> tuple[ModelSpec, State]:
     """Layer addition ``n_layer -> n_layer'``: identity blocks inserted at ``positions``.
 
     Args:
         positions: the indices the new layers have in the grown model (distinct, in
             ``[0, n_layer')``; the old layers keep their order in the remaining slots). Default:
             :func:`spread_positions`.
+        new_blocks: the new blocks already drawn (:func:`new_block` with this step's generator,
+            in position order), as :func:`~logah.grow.apply_plan` does on a second thread;
+            default: drawn here.
     """
     step = begin(spec, state, "n_layer", n_layer, seed, init)
     if step.n == 0:
@@ -72,13 +81,15 @@ def add_layers(spec: ModelSpec, state: State, n_layer: int, positions: list[int]
             f"n_layer: positions {positions} must be {n} distinct indices in [0, {n_layer}) "
             f"(where the new layers sit in the grown model)"
         )
-    new_at = set(positions)
+    new_at, template = set(positions), next(iter(state.values()))  # dtype / device of new ones
+    shapes = block_shapes(spec)
     out = {k: v for k, v in state.items() if not k.startswith("blocks.")}
     old = iter(range(spec.n_layer))
     for j in range(n_layer):
         if j in new_at:
             # blocks are built in order of position so the draws do not depend on old layers
-            block = _new_block(spec, state, init, gen)
+            block = next(new_blocks) if new_blocks is not None else new_block(shapes, template,
+                                                                              init, gen)
         else:
             i = next(old)
             pre = f"blocks.{i}."

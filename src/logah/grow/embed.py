@@ -193,8 +193,10 @@ def plan_map(spec: ModelSpec, steps: Iterable[GrowStep | Mapping[str, Any]]) -> 
 def place(old: torch.Tensor, emb: Embedding, shape: tuple[int, ...] | torch.Size,
           scale: float = 1.0) -> torch.Tensor:
     """A zero tensor of ``shape`` with ``old * scale`` at ``emb``'s positions (old's dtype and
-    device). Contiguous index ranges become slices, so no index grid is materialised for them."""
-    new = torch.zeros(tuple(shape), dtype=old.dtype, device=old.device)
+    device). Contiguous index ranges become slices, so no index grid is materialised for them;
+    when every dim is one, only the entries outside the old block are zero-filled (each entry
+    is written once: AdamW's two moments of gpt2-medium are 2.7 GB)."""
+    new = torch.empty(tuple(shape), dtype=old.dtype, device=old.device)
     view_index: list[Any] = []
     picked: list[tuple[int, torch.Tensor]] = []
     for d, idx in enumerate(emb.index):
@@ -205,6 +207,10 @@ def place(old: torch.Tensor, emb: Embedding, shape: tuple[int, ...] | torch.Size
         else:
             view_index.append(slice(None))
             picked.append((d, idx.to(old.device)))
+    if picked:
+        new.zero_()
+    else:
+        _zero_outside(new, view_index)
     view = new[tuple(view_index)]  # a view: writes land in ``new``
     src = old * scale if scale != 1.0 else old
     if not picked:
@@ -219,6 +225,15 @@ def place(old: torch.Tensor, emb: Embedding, shape: tuple[int, ...] | torch.Size
             grid[d] = idx.view(shape_d)
         view[tuple(grid)] = src
     return new
+
+
+def _zero_outside(new: torch.Tensor, box: list[slice]) -> None:
+    """Zero ``new`` outside ``new[box]``: for each dim d, the slabs before and after box[d]
+    within box[:d] (all of the later dims), which tile the outside exactly once."""
+    for d, s in enumerate(box):
+        for part in (slice(0, s.start), slice(s.stop, new.shape[d])):
+            if part.stop > part.start:
+                new[(*box[:d], part)].zero_()
 
 
 def carry_state(old: Mapping[str, Mapping[str, Any]], emb_map: Mapping[str, Optional[Embedding]],

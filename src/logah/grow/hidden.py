@@ -34,6 +34,7 @@ the old outputs are x / sqrt((h/h')(ms + eps)) * sqrt(h/h') g = RMSNorm(x) and t
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -54,6 +55,7 @@ NORMS = ("ln_1", "ln_2", "ln_f")
 UNCHANGED = ("attn.q.bias", "attn.k.bias", "attn.v.bias", "mlp.fc.bias", "head.bias")
 
 
+@functools.lru_cache(maxsize=4096)  # asked per tensor by every map and hidden step: same names
 def _role(name: str) -> tuple[str, int]:
     def match(suffix: str) -> bool:
         return name == suffix or name.endswith("." + suffix)

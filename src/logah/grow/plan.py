@@ -7,14 +7,19 @@ the :class:`~logah.config.specs.ModelSpec` field it grows; :data:`OPS` maps each
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import torch
 
 from logah.config.errors import ConfigError
 from logah.config.grow import GROW_OPS, GrowInit, GrowStep, step_from_dict
 from logah.config.model import ModelConfig, override_spec
 from logah.config.specs import CAUSAL_LM, PRESETS, ModelSpec
-from logah.grow.common import GrowError, Seed, State, generator
+from logah.grow.common import GrowError, Seed, State, generator, growing_into
 from logah.grow.depth import add_layers, extend_context, spread_positions
+from logah.grow.embed import Map
+from logah.grow.fast import finish, predraw_layers, preallocate
 from logah.grow.gqa import add_kv_groups
 from logah.grow.hidden import expand_hidden
 from logah.grow.width import add_heads, expand_attention, expand_heads, expand_mlp
@@ -96,15 +101,37 @@ def plan_growth(src: ModelSpec, target: ModelSpec) -> list[dict[str, Any]]:
 
 
 def apply_plan(spec: ModelSpec, state: State, steps: Iterable[GrowStep | dict[str, Any]], *,
-               seed: Seed = 0, init: GrowInit | None = None) -> tuple[ModelSpec, State]:
+               seed: Seed = 0, init: GrowInit | None = None,
+               emb_map: Map | None = None) -> tuple[ModelSpec, State]:
     """Apply steps in order. With an int ``seed``, step i draws from seed ``seed + i`` (recorded
-    in the history, so each step can be replayed alone); a generator is shared by all steps."""
+    in the history, so each step can be replayed alone); a generator is shared by all steps.
+
+    The result equals calling the operators one by one, bit for bit; it is computed faster
+    (grown tensors written once at their final shapes, new layers drawn on a second thread:
+    :mod:`logah.grow.fast`). ``emb_map``: the steps' :func:`~logah.grow.embed.plan_map`, if the
+    caller has it already (it locates the buffers; computed here otherwise).
+    """
     gen, base = generator(seed)
-    for i, raw in enumerate(steps):
-        step = raw if isinstance(raw, GrowStep) else step_from_dict(dict(raw), f"steps[{i}]")
-        kwargs: dict[str, Any] = {"seed": gen if base is None else base + i, "init": init}
+    plan = [raw if isinstance(raw, GrowStep) else step_from_dict(dict(raw), f"steps[{i}]")
+            for i, raw in enumerate(steps)]
+    with ThreadPoolExecutor(1) as pool:
+        drawn = predraw_layers(pool, spec, state, plan, base, init)  # first: it runs longest
+        state, buffers = preallocate(spec, state, plan, emb_map)
+        with growing_into(buffers):
+            spec, state = _run(spec, state, plan, drawn, gen if base is None else base, init)
+    return spec, finish(state, buffers)
+
+
+def _run(spec: ModelSpec, state: State, plan: list[GrowStep], drawn: dict[int, Any], seed: Seed,
+         init: GrowInit | None) -> tuple[ModelSpec, State]:
+    """The steps in order (an int ``seed``: step i uses ``seed + i``; else one shared generator)."""
+    for i, step in enumerate(plan):
+        kwargs: dict[str, Any] = {"seed": seed if isinstance(seed, torch.Generator) else seed + i,
+                                  "init": init}
         if step.positions is not None:
             kwargs["positions"] = step.positions
+        if i in drawn:
+            kwargs["new_blocks"] = drawn[i]
         try:
             spec, state = OPS[step.op](spec, state, step.to, **kwargs)
         except GrowError as e:

@@ -123,8 +123,10 @@ def grow_stage(spec: ModelSpec, state: State, stage: Stage, cfg: GrowScheduleCon
                         f"stage's source {stage.source.key()}")
     seed = cfg.seed + STAGE_SEED_STRIDE * stage.index
     if stage.method == "expand":
-        new_spec, new_state = apply_plan(spec, state, stage.steps, seed=seed, init=cfg.init)
-        return new_spec, new_state, plan_map(spec, stage.steps)
+        emb_map = plan_map(spec, stage.steps)
+        new_spec, new_state = apply_plan(spec, state, stage.steps, seed=seed, init=cfg.init,
+                                         emb_map=emb_map)
+        return new_spec, new_state, emb_map
     new_spec, new_state = _baseline(stage.method)(spec, state, stage.target, seed=seed)
     # stacking shares tensors between layers: give every parameter its own storage
     seen: set[int] = set()

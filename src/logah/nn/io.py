@@ -116,8 +116,13 @@ def state_problems(expected: Mapping[str, tuple[int, ...]], found: Mapping[str, 
 
 def check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Strict check: same names and shapes as ``model``; one error listing every mismatch."""
-    problems = state_problems({n: tuple(p.shape) for n, p in model.named_parameters()},
-                              {n: tuple(t.shape) for n, t in state.items()})
+    check_shapes({n: tuple(p.shape) for n, p in model.named_parameters()}, state, source)
+
+
+def check_shapes(expected: Mapping[str, tuple[int, ...]], state: Mapping[str, torch.Tensor],
+                 source: str) -> None:
+    """:func:`check_state` against a name -> shape map (e.g. ``param_shapes(spec)``)."""
+    problems = state_problems(expected, {n: tuple(t.shape) for n, t in state.items()})
     if problems:
         raise WeightsError(f"{source}: weights do not match the model: {problems}")
 
