@@ -157,4 +157,4 @@ def test_decode_nd_items_are_decode_nd_split_with_their_norms(shape4) -> None:
             torch.testing.assert_close(sq, w.pow(2).flatten(1).sum(1), rtol=1e-4, atol=1e-7)
             torch.testing.assert_close(sq.sum().sqrt(), w.norm(), rtol=1e-5, atol=1e-7)
         take = dec.prepare_nd(x, shape4, std, scale)  # streaming: a row slice of item 1
-        torch.testing.assert_close(take(1, (2, 5)), whole[1, 2:5], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(take(1, torch.arange(2, 5)), whole[1, 2:5], rtol=1e-5, atol=1e-7)

@@ -33,6 +33,12 @@ def test_config_changes_ignore_trainer_keys():
     b = load_config(FinetuneConfig, None, ["trainer.max_steps=99", "trainer.devices=2",
                                            "data.num_workers=4"])
     assert config_changes(a, b) == []
+    from logah.config.runs import TrainGHNConfig
+
+    g = load_config(TrainGHNConfig, None, ["max_minutes=32"])  # extending a time-capped run
+    assert config_changes(g, load_config(TrainGHNConfig, None, [
+        "max_minutes=50", "snapshot_minutes=[5,15,40]"])) == []
+    assert config_changes(g, load_config(TrainGHNConfig, None, ["max_minutes=32", "seed=3"]))
     c = load_config(FinetuneConfig, None, ["optim.lr=0.5", "model.d_model=32"])
     assert config_changes(a, c) == ["model.d_model: None != 32", "optim.lr: 0.001 != 0.5"]
 

@@ -12,10 +12,10 @@ shape, so prediction batches every node of a shape into one call:
 * ``decode_nd_items(...)`` -> ``decode_nd``'s g tensors as a list plus the squared norms of their
   out-channel rows (g, co), for the training regulariser (a fused tensor's slices each get their
   own norm; the low-rank decoder gets them from r x r Gram matrices, never from W).
-* ``prepare_rows(...)`` -> ``rows(j, r0, r1)``: rows ``r0:r1`` of item j of a 2-D request, so a
-  tensor larger than memory (a 128256 x 4096 embedding is 2.1 GB in float32) is produced in row
-  blocks. Low-rank: ``A[r0:r1] B`` (tiled: rows of the tiled block, scaled by the tiled tensor's
-  exact std from per-row/column tile counts); the dense decoder decodes the item once and slices.
+* ``prepare_rows(...)`` -> ``rows(j, idx)``: rows ``idx`` (int64) of item j of a 2-D request, so
+  a tensor larger than memory (a 128256 x 4096 embedding is 2.1 GB in float32) is produced in row
+  blocks. Low-rank: ``A[idx] B`` (tiled: rows of the tiled block, scaled by the tiled tensor's
+  exact std from per-row/column tile counts); the dense decoder decodes the item once and indexes.
 
 :class:`LowRankDecoder` (LoGAH) never materialises a K-wide intermediate: it computes only the
 slices of the shared Linear(r, K)'s output that the requested factors need, folds normalisation
@@ -94,17 +94,17 @@ class _DecoderBase:
 
     def prepare_rows(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
                      std_target: torch.Tensor, scale: torch.Tensor, classifier: bool = False
-                     ) -> Callable[[int, int, int], torch.Tensor]:
-        """``rows(j, r0, r1)`` -> rows r0:r1 of item j (co, ci) of a 2-D request. This fallback
-        decodes item j once (kept until another item is asked for) and slices it."""
+                     ) -> Callable[[int, torch.Tensor], torch.Tensor]:
+        """``rows(j, idx)`` -> rows ``idx`` (int64) of item j (co, ci) of a 2-D request. This
+        fallback decodes item j once (kept until another item is asked for) and indexes it."""
         take = self.prepare_nd(x, shape4, std_target, scale, classifier)
         last: dict[int, torch.Tensor] = {}
 
-        def rows(j: int, r0: int, r1: int) -> torch.Tensor:
+        def rows(j: int, idx: torch.Tensor) -> torch.Tensor:
             if j not in last:
                 last.clear()
                 last[j] = take(j).reshape(shape4[0], shape4[1])
-            return last[j][r0:r1]
+            return last[j][idx]
 
         return rows
 
@@ -112,11 +112,11 @@ class _DecoderBase:
                    std_target: torch.Tensor, scale: torch.Tensor,
                    classifier: bool = False) -> Callable[..., torch.Tensor]:
         """A function ``take(j, rows=None)`` -> item j of ``decode_nd(x, ...)`` (one item at a
-        time), or only its out-channel rows ``[start, stop)`` (a slice of a fused tensor)."""
-        def take(j: int, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        time), or only its out-channel rows ``rows`` (int64; a fused member's rows)."""
+        def take(j: int, rows: torch.Tensor | None = None) -> torch.Tensor:
             w = self.decode_nd(x[j:j + 1], shape4, std_target[j:j + 1], scale[j:j + 1],
                                classifier)[0]
-            return w if rows is None else w[rows[0]:rows[1]]
+            return w if rows is None else w[rows]
         return take
 
     def decode_nd_items(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
@@ -243,16 +243,18 @@ class LowRankDecoder(_DecoderBase, nn.Module):
         if factors is None:
             return super().prepare_nd(x, shape4, std_target, scale, classifier)
         a, b = factors
-        _, ci, kh, kw = shape4
+        co, ci, kh, kw = shape4
 
-        def take(j: int, rows: tuple[int, int] | None = None) -> torch.Tensor:
-            r0, r1 = rows if rows is not None else (0, shape4[0])
-            return _to_4d(torch.matmul(a[j, r0 * kh:r1 * kh], b[j]), (r1 - r0, ci, kh, kw))
+        def take(j: int, rows: torch.Tensor | None = None) -> torch.Tensor:
+            if rows is None:
+                return _to_4d(torch.matmul(a[j], b[j]), shape4)
+            aj = a[j].view(co, kh, -1)[rows].flatten(0, 1)  # A's rows are (co, kh)
+            return _to_4d(torch.matmul(aj, b[j]), (len(rows), ci, kh, kw))
         return take
 
     def prepare_rows(self, x: torch.Tensor, shape4: tuple[int, int, int, int],
                      std_target: torch.Tensor, scale: torch.Tensor, classifier: bool = False
-                     ) -> Callable[[int, int, int], torch.Tensor]:
+                     ) -> Callable[[int, torch.Tensor], torch.Tensor]:
         """Row blocks of 2-D items (see the module doc); equal to ``decode_nd`` up to rounding."""
         co, ci, kh, kw = shape4
         if kh * kw != 1:
@@ -260,13 +262,13 @@ class LowRankDecoder(_DecoderBase, nn.Module):
         factors = self._scaled_factors(x, shape4, std_target, scale)
         if factors is not None:
             a, b = factors
-            return lambda j, r0, r1: torch.matmul(a[j, r0:r1], b[j])
+            return lambda j, idx: torch.matmul(a[j, idx], b[j])
         bm, bn = min(co, self.K), min(ci, self.K)
         self._warn((co, ci), (bm, bn))
         a, b = self.factors(self.seeds(x), bm, bn)
         blocks: dict[int, torch.Tensor] = {}
 
-        def rows(j: int, r0: int, r1: int) -> torch.Tensor:
+        def rows(j: int, idx: torch.Tensor) -> torch.Tensor:
             if j not in blocks:  # item j's (bm, bn) block, scaled as decode_nd scales the tile
                 blocks.clear()
                 w = torch.matmul(a[j], b[j])
@@ -274,8 +276,7 @@ class LowRankDecoder(_DecoderBase, nn.Module):
                                   scale[j:j + 1])
                 blocks[j] = w.mul_(mult.to(w.dtype))  # in place: the block is 0.5 GB at 8B
             w = blocks[j]
-            idx = torch.arange(r0, r1, device=w.device) % bm
-            return tile(w[idx][None], r1 - r0, ci)[0]
+            return tile(w[idx % bm][None], len(idx), ci)[0]
 
         return rows
 

@@ -31,6 +31,7 @@ from logah.ghn.embed import NodeEmbedding, TrainedEmbedding
 from logah.ghn.gatedgnn import GatedGNN
 from logah.ghn.graphormer import Graphormer
 from logah.ghn.normalize import WEIGHT_TYPES, Rule, apply_1d, family_of, rule_for
+from logah.ghn.rows import Rows, interleave, split
 from logah.graph import PRIMITIVES, batch_graphs
 
 
@@ -44,7 +45,8 @@ class Item:
 
     ``unit`` identifies the predicted tensor (its node, or with ``ghn.fused=false`` the parameter
     itself); ``unit_shape`` is that tensor's 4-D shape (the graph's ``node_shape``) and ``rows``
-    the out-channel rows [start, stop) that are this parameter (all of them unless fused).
+    the out-channel rows of it that are this parameter (all of them unless fused; interleaved
+    with the other members when fused, :mod:`logah.ghn.rows`).
     """
 
     graph: int
@@ -54,7 +56,7 @@ class Item:
     rule: Rule
     classifier: bool
     unit_shape: tuple[int, int, int, int] = (0, 0, 0, 0)
-    rows: tuple[int, int] = (0, 0)
+    rows: Rows = Rows(0, 0, 0, 0)
     unit: Hashable = None
 
     @property
@@ -63,6 +65,12 @@ class Item:
         if len(self.shape) == 1:
             return ("1d", self.unit_shape[0], self.classifier)
         return ("nd", self.unit_shape, self.classifier)
+
+
+def _with_rows(items: list[Item], ranges: dict[Hashable, list[tuple[int, int]]]) -> list[Item]:
+    """Items with their rows of their unit: each unit's graph ranges (in item order) interleaved."""
+    rows = {unit: iter(interleave(rs)) for unit, rs in ranges.items()}
+    return [dataclasses.replace(it, rows=next(rows[it.unit])) for it in items]
 
 
 def units_of(items: Sequence[Item]) -> dict[tuple, dict[Hashable, list[Item]]]:
@@ -183,7 +191,7 @@ class GHN(nn.Module):
             nodes = owners[k:k + len(names)]
             cls_w = {n for n, s in zip(nodes, shapes) if n >= last - 1 and len(s) > 1
                      and PRIMITIVES[node_type[n]] == "conv"}
-            items = []
+            items, ranges = [], {}
             for j, (name, shape, node) in enumerate(zip(names, shapes, nodes, strict=True)):
                 shape = tuple(int(d) for d in shape)
                 owner = PRIMITIVES[node_type[node]]
@@ -196,9 +204,10 @@ class GHN(nn.Module):
                     unit4, r, unit = (r[1] - r[0], *unit4[1:]), (0, r[1] - r[0]), (node, name)
                 rule = rule_for(self.config, name, shape, unit4, owner, family, n_layer,
                                 node in tied)
-                items.append(Item(gi, name, shape, node, rule, classifier, unit4, r, unit))
+                items.append(Item(gi, name, shape, node, rule, classifier, unit4, unit=unit))
+                ranges.setdefault(unit, []).append(r)
             k += len(names)
-            plans.append(items)
+            plans.append(_with_rows(items, ranges))
         return plans
 
     def _decode(self, x: torch.Tensor, key: tuple, units: Sequence[list[Item]]
@@ -213,7 +222,8 @@ class GHN(nn.Module):
             v = self.decoder.decode_1d(x, size, classifier)  # (g, 2, c)
             # unbind, not v[j]: one backward node for the group instead of g zero-filled copies
             for vj, items in zip(v.unbind(0), units, strict=True):
-                ts = [apply_1d(vj[None], it.rule)[0, it.rows[0]:it.rows[1]] for it in items]
+                ts = [apply_1d(vj[None], it.rule)[0] for it in items]
+                ts = [split(t, [it.rows])[0] if len(items) > 1 else t for t, it in zip(ts, items)]
                 out.append([(t, t.norm()) for t in ts])
             return out
         # a unit is normalised as one tensor (a fused q/k/v as the reference's c_attn)
@@ -221,9 +231,9 @@ class GHN(nn.Module):
         scale = x.new_tensor([items[0].rule.scale for items in units])
         ws, row_sq = self.decoder.decode_nd_items(x, size, std, scale, classifier)  # g x 4-D
         for w, sq, items in zip(ws, row_sq.unbind(0), units, strict=True):
-            out.append([(w[it.rows[0]:it.rows[1]].reshape(it.shape),
-                         sq[it.rows[0]:it.rows[1]].sum().clamp(min=1e-30).sqrt())
-                        for it in items])
+            rows = [it.rows for it in items]
+            out.append([(t.reshape(it.shape), s.sum().clamp(min=1e-30).sqrt())
+                        for t, s, it in zip(split(w, rows), split(sq, rows), items, strict=True)])
         return out
 
     def _no_autocast(self):
@@ -309,10 +319,9 @@ class GHN(nn.Module):
             std = x.new_tensor([it.rule.std_target])
             scale = x.new_tensor([it.rule.scale])
             rows = self.decoder.prepare_rows(x, it.key[1], std, scale, it.classifier)
-            step, start = max(1, chunk_numel // it.shape[1]), it.rows[0]  # a fused unit's slice
-            for r0 in range(0, it.shape[0], step):
-                r1 = min(r0 + step, it.shape[0])
-                yield it.name, rows(0, start + r0, start + r1)
+            step = max(1, chunk_numel // it.shape[1])
+            for r0 in range(0, it.shape[0], step):  # a fused member: its rows of the unit
+                yield it.name, rows(0, it.rows.index(r0, min(r0 + step, it.shape[0]), x.device))
 
     def _prepare(self, h: torch.Tensor, key: tuple, units: Sequence[list[Item]]
                  ) -> tuple[dict[Hashable, int], Callable[..., torch.Tensor]]:
@@ -322,8 +331,9 @@ class GHN(nn.Module):
         index = {items[0].unit: j for j, items in enumerate(units)}
         if kind == "1d":
             v = self.decoder.decode_1d(x, size, classifier)  # (g, 2, c), tiny
-            return index, lambda j, it: apply_1d(v[j:j + 1], it.rule)[0, it.rows[0]:it.rows[1]]
+            return index, lambda j, it: split(apply_1d(v[j:j + 1], it.rule)[0], [it.rows])[0]
         std = x.new_tensor([items[0].rule.std_target for items in units])
         scale = x.new_tensor([items[0].rule.scale for items in units])
         take = self.decoder.prepare_nd(x, size, std, scale, classifier)
-        return index, lambda j, it: take(j, it.rows).reshape(it.shape)
+        return index, lambda j, it: take(
+            j, None if it.rows.whole else it.rows.index(device=x.device)).reshape(it.shape)

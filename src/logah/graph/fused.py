@@ -16,7 +16,9 @@ A module declares its groups by naming child layers (``nn.Linear`` / ``nn.Conv*`
 
 or, for a module one cannot edit (a third-party class), with :func:`register_fused`. Members must
 have the same input features and kernel, and either all or none a bias; each must be *called* on
-the same input (checked while tracing). Rows are stacked in the declared order.
+the same input (checked while tracing). The graph stacks the members' rows in the declared order
+(``param_rows``); the GHN reads them from its decoded tensor interleaved in proportion to their
+sizes (:mod:`logah.ghn.rows`), so a member's row sits at the same decoder row at every width.
 """
 
 from __future__ import annotations

@@ -25,7 +25,10 @@ LAST_CKPT = "last.ckpt"
 BEST_CKPT = "best.ckpt"
 START_OVER = "delete it (or pass another name=...) to start the run over"
 # Keys (prefixes) that may differ when resuming: how to run, not what to train.
-RESUMABLE_KEYS = ("trainer.", "data.num_workers", "data.timeout_s")
+# max_minutes / snapshot_minutes: a time-capped run is extended by re-running with a larger cap
+# (Lightning's Timer and our Snapshots keep the elapsed time in the checkpoint).
+RESUMABLE_KEYS = ("trainer.", "data.num_workers", "data.timeout_s", "max_minutes",
+                  "snapshot_minutes")
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,8 @@ class Snapshots(Callback):
             name = f"snapshot-{m:g}min.ckpt"
             self.done.append({"minutes": m, "step": trainer.global_step,
                               "elapsed_s": round(self.elapsed(), 1), "file": name})
-            trainer.save_checkpoint(self.dirpath / name)
+            # a full checkpoint (optimizer, loops) said explicitly: Lightning logs a line otherwise
+            trainer.save_checkpoint(self.dirpath / name, weights_only=False)
             if trainer.is_global_zero:
                 self._write(self.done)
 
