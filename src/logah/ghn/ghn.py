@@ -222,8 +222,8 @@ class GHN(nn.Module):
             v = self.decoder.decode_1d(x, size, classifier)  # (g, 2, c)
             # unbind, not v[j]: one backward node for the group instead of g zero-filled copies
             for vj, items in zip(v.unbind(0), units, strict=True):
-                ts = [apply_1d(vj[None], it.rule)[0] for it in items]
-                ts = [split(t, [it.rows])[0] if len(items) > 1 else t for t, it in zip(ts, items)]
+                # each member's rule on the unit's vector, then its rows (a whole one: itself)
+                ts = [split(apply_1d(vj[None], it.rule)[0], [it.rows])[0] for it in items]
                 out.append([(t, t.norm()) for t in ts])
             return out
         # a unit is normalised as one tensor (a fused q/k/v as the reference's c_attn)
