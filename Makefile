@@ -63,10 +63,10 @@ data/brown-v4k/meta.json: | data
 	$(PY) experiments/remap_vocab.py data/brown data/brown-v4k --vocab 4096
 
 experiment-cpu: data data/brown-v4k/meta.json ## fair protocol (7 inits x 2 lrs x 2 seeds) on unseen larger GPT/ViT -> experiments/results/; rerun resumes
-	EXPERIMENT_COMMAND="make experiment-cpu $(ARGS)" $(PY) experiments/run.py conf/experiment/cpu-brown conf/experiment/cpu-fashion-mnist --results experiments/results --keep-going $(ARGS)
+	EXPERIMENT_COMMAND="make experiment-cpu $(ARGS)" $(PY) experiments/run.py conf/experiment/cpu-brown conf/experiment/cpu-fashion-mnist --results experiments/results --keep-going --jobs 2 $(ARGS)
 
 experiment-cpu-long: data data/brown-v4k/meta.json ## same with 30+ min GHNs and their 5/15/30-min snapshots as inits -> experiments/results-long/
-	EXPERIMENT_COMMAND="make experiment-cpu-long $(ARGS)" $(PY) experiments/run.py conf/experiment/cpu-brown-long conf/experiment/cpu-fashion-mnist-long --results experiments/results-long --keep-going $(ARGS)
+	EXPERIMENT_COMMAND="make experiment-cpu-long $(ARGS)" $(PY) experiments/run.py conf/experiment/cpu-brown-long conf/experiment/cpu-fashion-mnist-long --results experiments/results-long --keep-going --jobs 2 $(ARGS)
 
 experiment-progressive: data ## progressive growth vs scratch vs one-shot vs clone/stack at equal FLOPs (~4.5 h, 2 CPUs) -> experiments/results/cpu-progressive
 	$(PY) experiments/progressive.py conf/experiment/cpu-progressive --results experiments/results $(ARGS)

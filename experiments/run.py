@@ -8,7 +8,10 @@
 Every command is printed (``$ logah ...``) before it runs. A stage that finished writes a marker
 ``{out_dir}/.stages/<id>.json`` (command, config-file hash, wall and CPU seconds); a rerun skips a
 stage whose marker matches and whose output still exists, and an interrupted stage resumes from
-its own ``last.ckpt`` (the commands resume by themselves). So rerunning the same command runs only
+its own ``last.ckpt`` (the commands resume by themselves). ``--jobs N`` runs up to N stages at
+once, each as soon as the stages it reads from have finished, with ``cpus / N`` torch threads each
+and its output in ``{out_dir}/.stages/<id>.log`` (small models scale badly over threads: two
+one-thread stages on 2 cores finish far sooner than one two-thread stage after another). So rerunning the same command runs only
 the cells that failed or are missing; ``--only GLOB`` restricts a run to matching stage ids. With
 ``--keep-going`` a failed stage does not stop the others. At the end each target's cells are
 compared by the fair protocol (:mod:`logah.report.protocol`) into ``{results}/{experiment}-{target}/``
@@ -20,10 +23,10 @@ reruns them.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import fnmatch
 import json
 import os
-import resource
 import shlex
 import shutil
 import subprocess
@@ -49,10 +52,29 @@ def logah_argv() -> list[str]:
     return [found] if found else [sys.executable, "-m", "logah.cli.main"]
 
 
-def child_env() -> dict[str, str]:
+def child_env(jobs: int = 1) -> dict[str, str]:
     """The stages' environment: OpenMP threads wait passively unless the user chose otherwise
-    (spinning threads burn CPU time without speeding anything up on a shared or busy machine)."""
-    return {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    (spinning threads burn CPU time without speeding anything up on a shared or busy machine);
+    with ``jobs`` stages at once each gets ``cpus // jobs`` threads unless OMP_NUM_THREADS is set."""
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    return env
+
+
+def launch(argv: list[str], env: dict[str, str], log: Path | None) -> tuple[int, float]:
+    """Run one command (output to ``log`` when given, else inherited); its exit code and the CPU
+    seconds of it and its children (from its own ``wait4``, so exact with other stages running)."""
+    out = open(log, "ab") if log is not None else None  # noqa: SIM115 (closed below)
+    try:
+        proc = subprocess.Popen(argv, env=env, stdout=out,
+                                stderr=subprocess.STDOUT if out is not None else None)
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        if out is not None:
+            out.close()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
 
 
 def marker_path(out_dir: Path, stage: Stage) -> Path:
@@ -91,12 +113,7 @@ def set_aside_stale(out_dir: Path, stage: Stage) -> Path | None:
     return dest
 
 
-def _cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def run_stage(stage: Stage, out_dir: Path, dry_run: bool) -> dict:
+def run_stage(stage: Stage, out_dir: Path, dry_run: bool, jobs: int = 1) -> dict:
     """Run one stage unless done; returns its timing record."""
     argv = stage.command()
     shown = "logah " + shlex.join(argv)
@@ -111,16 +128,22 @@ def run_stage(stage: Stage, out_dir: Path, dry_run: bool) -> dict:
     if stale is not None:
         print(f"[redo] {stage.id}: command, config or inputs changed; the old run -> {stale}",
               flush=True)
-    t0, c0 = time.perf_counter(), _cpu_seconds()
-    rc = subprocess.call([*logah_argv(), *argv], env=child_env())
-    wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+    log = marker_path(out_dir, stage).with_suffix(".log") if jobs > 1 else None
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    rc, cpu = launch([*logah_argv(), *argv], child_env(jobs), log)
+    wall = time.perf_counter() - t0
     if rc != 0:
-        raise ExperimentError(f"stage {stage.id} failed (exit {rc}) after {wall:.0f} s: {shown}")
+        where = f" (output: {log})" if log is not None else ""
+        raise ExperimentError(f"stage {stage.id} failed (exit {rc}) after {wall:.0f} s{where}: "
+                              f"{shown}")
     if not stage.output.exists():
         raise ExperimentError(f"stage {stage.id} finished but wrote no {stage.output}")
     record = {"id": stage.id, "command": shown, "fingerprint": stage.fingerprint(),
               "deps": stage.deps_state(),
-              "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+              "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "jobs": jobs,
+              "load_avg_1m": round(os.getloadavg()[0], 2),
               "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     atomic_write_text(marker_path(out_dir, stage), json.dumps(record, indent=1) + "\n")
     print(f"[done] {stage.id}: {wall:.0f} s wall, {cpu:.0f} s CPU", flush=True)
@@ -138,20 +161,51 @@ def select(stages: list[Stage], only: list[str] | None) -> list[Stage]:
     return chosen
 
 
-def run_all(stages: list[Stage], out_dir: Path, dry_run: bool,
-            keep_going: bool) -> tuple[list[dict], list[str]]:
-    """Run each stage (skipping done ones); with ``keep_going`` a failure is recorded and the
-    next stage runs. Returns the timing records and the ids that failed."""
-    records, failed = [], []
-    for s in stages:
-        try:
-            records.append(run_stage(s, out_dir, dry_run))
-        except ExperimentError as e:
-            if not keep_going:
-                raise
-            print(f"[failed] {e}", file=sys.stderr, flush=True)
-            failed.append(s.id)
-    return records, failed
+def upstream(stages: list[Stage]) -> dict[str, set[str]]:
+    """Stage id -> ids of the listed stages whose outputs it reads (a GHN snapshot comes from the
+    ``train-ghn`` stage writing the same checkpoints folder)."""
+    def makes(p: Stage, dep: Path) -> bool:
+        return dep == p.output or (p.argv[0] == "train-ghn" and dep.parent == p.output.parent)
+
+    return {s.id: {p.id for p in stages if p is not s and any(makes(p, d) for d in s.deps)}
+            for s in stages}
+
+
+def run_all(stages: list[Stage], out_dir: Path, dry_run: bool, keep_going: bool,
+            jobs: int = 1) -> tuple[list[dict], list[str]]:
+    """Run each stage (skipping done ones), up to ``jobs`` at once, each after its upstream
+    stages; with ``keep_going`` a failure is recorded and the others run (stages reading a failed
+    one's output are failed too). Returns the timing records (in stage order) and failed ids."""
+    needs = upstream(stages)
+    records: dict[str, dict] = {}
+    failed: list[str] = []
+    pending = list(stages)
+    with cf.ThreadPoolExecutor(max(1, jobs)) as pool:
+        running: dict[cf.Future, Stage] = {}
+        while pending or running:
+            for s in [s for s in pending if needs[s.id] & set(failed)]:
+                pending.remove(s)
+                failed.append(s.id)
+                print(f"[failed] {s.id}: an upstream stage failed", file=sys.stderr, flush=True)
+            ready = [s for s in pending if not needs[s.id] - set(records)]
+            if not (keep_going or not failed):
+                ready = []  # stop starting stages; let the running ones finish
+            for s in ready[:max(1, jobs) - len(running)]:
+                pending.remove(s)
+                running[pool.submit(run_stage, s, out_dir, dry_run, jobs)] = s
+            if not running:
+                break
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for fut in finished:
+                s = running.pop(fut)
+                try:
+                    records[s.id] = fut.result()
+                except ExperimentError as e:
+                    print(f"[failed] {e}", file=sys.stderr, flush=True)
+                    failed.append(s.id)
+    if failed and not keep_going:
+        raise ExperimentError(f"stage {failed[0]} failed; rerun the same command to continue")
+    return [records[s.id] for s in stages if s.id in records], failed
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -182,6 +236,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="only these finetune-<NAME>.yaml targets")
     ap.add_argument("--set", dest="sets", nargs="+", default=[], metavar="KEY=VALUE",
                     help="extra overrides for every train-ghn / finetune stage")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="stages run at once, each with cpus/JOBS torch threads (%(default)s; "
+                    "make experiment-cpu: 2)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     return ap.parse_args(argv)
 
@@ -197,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         exps = [load_experiment(p) for p in args.experiments]
         stages = [s for e in exps for s in plan(e, opts)]  # validates every config first
         chosen = select(stages, args.only)
-        records, failed = run_all(chosen, args.out_dir, args.dry_run, args.keep_going)
+        if args.jobs < 1:
+            raise ExperimentError(f"--jobs {args.jobs}: must be >= 1")
+        records, failed = run_all(chosen, args.out_dir, args.dry_run, args.keep_going, args.jobs)
         if not args.dry_run:
             write_report(exps, stages, records, args.results,
                          total_wall=time.perf_counter() - t0, argv=sys.argv)

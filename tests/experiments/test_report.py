@@ -64,13 +64,13 @@ def test_rerun_runs_only_the_missing_cell(finished, tmp_path, monkeypatch, capsy
     lost.output.unlink()  # e.g. the cell crashed before exporting its weights
     calls = []
 
-    def fake_call(argv, env=None):
+    def fake_launch(argv, env, log):
         calls.append(argv)
         stage = next(s for s in stages if s.argv == argv[len(runner.logah_argv()):])
         _fake_cell(stage)
-        return 0
+        return 0, 1.5
 
-    monkeypatch.setattr(runner.subprocess, "call", fake_call)
+    monkeypatch.setattr(runner, "launch", fake_launch)
     res = tmp_path / "res"
     assert runner.main([str(exp.path), "--out-dir", str(out), "--results", str(res)]) == 0
     assert len(calls) == 1 and f"name=cpu-brown-gpt2-4x64-mimetic-lr0.01-s1" in calls[0]
@@ -87,7 +87,7 @@ def test_a_failed_cell_does_not_stop_the_others_with_keep_going(finished, tmp_pa
     cells = [s for s in stages if s.label == "ghn3-t"][:2]
     for s in cells:
         s.output.unlink()
-    monkeypatch.setattr(runner.subprocess, "call", lambda argv, env=None: 1)
+    monkeypatch.setattr(runner, "launch", lambda argv, env, log: (1, 0.0))
     res = tmp_path / "res"
     assert runner.main([str(exp.path), "--out-dir", str(out), "--results", str(res),
                         "--keep-going"]) == 1
