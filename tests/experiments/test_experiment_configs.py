@@ -86,9 +86,8 @@ def test_cpu_brown_grid_commands(tmp_path):
     assert {"name=cpu-brown-logah-t", f"out_dir={out}", "trainer.devices=2",
             "trainer.strategy=ddp"} <= set(ghn)
     cells = [s for s in stages.values() if s.group == "cpu-brown-gpt2-4x64"]
-    # the seven inits of the comparison, each at both rates and both seeds
-    assert {s.label for s in cells} == {"random", "mimetic", "logah-t", "ghn3-t", "grow-gpt2-2x32",
-                                        "stack-gpt2-2x32", "hyperclone-gpt2-4x32"}
+    # the default's five inits (cloning and stacking are the long run's), at both rates and seeds
+    assert {s.label for s in cells} == {"random", "mimetic", "logah-t", "ghn3-t", "grow-gpt2-2x32"}
     assert {(s.lr, s.seed) for s in cells if s.label == "mimetic"} == {
         (0.003, 3), (0.003, 4), (0.01, 3), (0.01, 4)}
     ghn_cell = stages["cpu-brown/finetune/gpt2-4x64-logah-t-lr0.01-s4"]
@@ -96,8 +95,20 @@ def test_cpu_brown_grid_commands(tmp_path):
     assert {f"init=ghn:{ckpt}", "optim.lr=0.01", "seed=4",
             "name=cpu-brown-gpt2-4x64-logah-t-lr0.01-s4"} <= set(ghn_cell.argv)
     assert ghn_cell.deps == [ckpt]
-    stack = stages["cpu-brown/finetune/gpt2-4x64-stack-gpt2-2x32-lr0.003-s3"]
+    grow = stages["cpu-brown/finetune/gpt2-4x64-grow-gpt2-2x32-lr0.003-s3"]
     weights = out / "finetune" / "cpu-brown-gpt2-2x32" / "weights"
+    assert f"init=grow:{weights}" in grow.argv
+    assert grow.deps == [weights / "model.safetensors"]
+
+
+def test_long_experiment_has_every_init_kind(tmp_path):
+    exp = load_experiment(ROOT / "conf" / "experiment" / "cpu-brown-long")
+    stages = {s.id: s for s in plan(exp, Options(out_dir=tmp_path))}
+    labels = {s.label for s in stages.values() if s.group}
+    assert {"random", "mimetic", "logah-t", "ghn3-t", "grow-gpt2-2x32", "stack-gpt2-2x32",
+            "hyperclone-gpt2-4x32"} <= labels
+    stack = stages["cpu-brown-long/finetune/gpt2-4x64-stack-gpt2-2x32-lr0.003-s1"]
+    weights = tmp_path / "finetune" / "cpu-brown-long-gpt2-2x32" / "weights"
     assert f"init=stack:{weights}" in stack.argv
     assert stack.deps == [weights / "model.safetensors"]
 

@@ -18,7 +18,7 @@ TINY = ["trainer.max_steps=2", "trainer.val_check_interval=1", "trainer.limit_va
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # 18 stages of ~30 s each (~50 s on a loaded 2-core machine), twice
+@pytest.mark.timeout(3600)  # 14 stages of ~30 s each, two at a time, twice
 @pytest.mark.skipif(not (ROOT / "data" / "brown-v4k" / "train.bin").is_file(),
                     reason="needs `make data data/brown-v4k/meta.json`")
 def test_cpu_brown_pipeline_runs_and_reruns_skip(tmp_path):
@@ -32,26 +32,23 @@ def test_cpu_brown_pipeline_runs_and_reruns_skip(tmp_path):
             text = text.replace("num_train: 1000", "num_train: 4").replace(
                 "num_heldout: 4", "num_heldout: 1").replace("num_beyond: 2", "num_beyond: 0")
         (exp / f.name).write_text(text)
-    # one rate, two seeds: 7 inits x 2 cells, every init kind through the real `logah finetune`
+    # one rate, two seeds: 5 inits x 2 cells through the real `logah finetune` (cloning and
+    # stacking cells: tests/integration/test_finetune_baseline_inits.py)
     cmd = [sys.executable, str(ROOT / "experiments" / "run.py"), str(exp), "--out-dir",
            str(tmp_path / "runs"), "--results", str(tmp_path / "res"), "--lrs", "0.003",
-           "--seeds", "0", "1", "--set", *TINY]
+           "--seeds", "0", "1", "--jobs", "2", "--set", *TINY]
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3000)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    for init in ("init=mimetic", "init=ghn:", "init=stack:", "init=hyperclone:", "init=grow:"):
+    for init in ("init=mimetic", "init=ghn:", "init=grow:"):
         assert init in first.stdout, init
     res = tmp_path / "res"
     data = json.loads((res / "results.json").read_text())
     group = data["groups"]["cpu-brown-gpt2-4x64"]
     rows = {r["label"]: r for r in group["protocol"]["rows"]}
-    assert sorted(rows) == ["ghn3-t", "grow-gpt2-2x32", "hyperclone-gpt2-4x32", "logah-t",
-                            "mimetic", "random", "stack-gpt2-2x32"]
+    assert sorted(rows) == ["ghn3-t", "grow-gpt2-2x32", "logah-t", "mimetic", "random"]
     assert all(r["seeds"] == [0, 1] and r["best_lr"] == 0.003 for r in rows.values())
     assert group["missing_cells"] == [] and group["unigram_val_nats"] == pytest.approx(5.642, 1e-3)
     assert group["target"]["n_layer"] == 4 and group["ghn_spaces"]["logah-t"]["max_layers"] == 3
-    # (that hyperclone starts at its source's loss is checked where the validation batches are
-    # the same: tests/integration/test_finetune_baseline_inits.py)
-    assert rows["hyperclone-gpt2-4x32"]["start"][0] < rows["random"]["start"][0]
     assert (res / "cpu-brown-gpt2-4x64" / "curves.png").stat().st_size > 10_000
     snippet = (res / "README-snippet.md").read_text()
     assert "**cpu-brown-gpt2-4x64**: target gpt2 4 layers x 64" in snippet
