@@ -1,14 +1,16 @@
 """Progressive growth vs training the final model from scratch, at the same training FLOPs.
 
     python experiments/progressive.py conf/experiment/cpu-progressive [--seeds 0 1] \
-        [--lrs 1e-3 3e-3] [--out-dir runs/experiments] [--results experiments/results] [--dry-run]
+        [--lrs 3e-3 1e-2] [--jobs 2] [--out-dir runs/experiments] [--results experiments/results] \
+        [--dry-run]
 
 The folder holds ``finetune-scratch.yaml`` (the final model from scratch: its ``trainer.max_steps``
 times the FLOPs of one of its steps is the budget) and one ``finetune-<label>.yaml`` per growth
 schedule (``grow.schedule``). Each schedule's ``trainer.max_steps`` is the step at which its
 cumulative FLOPs (:func:`logah.nn.flops.step_flops` of each stage's model) reach the budget; the
 runner computes it and refuses a file that says otherwise. Every (config, lr, seed) is one
-``logah finetune`` run (reruns resume or are no-ops). Per config the learning rate with the lowest
+``logah finetune`` run (reruns resume or are no-ops; ``--jobs N`` runs N at once, as
+``experiments/run.py`` does). Per config the learning rate with the lowest
 mean final ``val/loss`` over seeds is kept (the same tuning for every arm). Per seed, the target is
 the scratch run's final ``val/loss``; each arm's "FLOPs to target" is interpolated on its
 ``val/loss`` curve against ``perf/flops`` (:mod:`logah.report.compare`, ``x="flops"``), and its
@@ -19,11 +21,18 @@ ratio to scratch's is reported as mean and range over seeds in ``{results}/{expe
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import json
+import os
 import statistics
-import subprocess
 import sys
+import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from exp_report import unigram_line  # noqa: E402
+from run import child_env, launch  # noqa: E402 (the stage runner's process handling)
 
 from logah.config import LogahError, load_config
 from logah.config.model import resolve_spec
@@ -91,20 +100,38 @@ def run_name(exp: str, label: str, lr: float, seed: int) -> str:
 
 
 def run_all(folder: Path, files: dict[str, Path], seeds: list[int], lrs: list[float],
-            out_dir: Path, dry_run: bool) -> None:
+            out_dir: Path, dry_run: bool, jobs: int = 1) -> list[dict]:
+    """Every (arm, lr, seed) as ``logah finetune``, ``jobs`` at once (output of each in
+    ``{out_dir}/finetune/<run>.log`` when more than one); their wall/CPU seconds and load."""
+    cmds = []
     for label, f in files.items():
         for lr in lrs:
             for seed in seeds:
+                name = run_name(folder.name, label, lr, seed)
                 argv = [sys.executable, "-m", "logah.cli.main", "finetune", "--config", str(f),
-                        f"name={run_name(folder.name, label, lr, seed)}", f"out_dir={out_dir}",
-                        f"seed={seed}", f"optim.lr={lr}"]
+                        f"name={name}", f"out_dir={out_dir}", f"seed={seed}", f"optim.lr={lr}"]
                 print("$ logah " + " ".join(argv[3:]), flush=True)
-                if not dry_run:
-                    subprocess.run(argv, check=True)
+                cmds.append((name, argv))
+    if dry_run:
+        return []
+
+    def one(name: str, argv: list[str]) -> dict:
+        log = out_dir / "finetune" / f"{name}.log" if jobs > 1 else None
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        rc, cpu = launch(argv, child_env(jobs), log)
+        if rc != 0:
+            raise LogahError(f"run {name} failed (exit {rc})" + (f"; output: {log}" if log else ""))
+        return {"run": name, "wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(cpu, 1),
+                "load_avg_1m": round(os.getloadavg()[0], 2)}
+
+    with cf.ThreadPoolExecutor(max(1, jobs)) as pool:
+        return [f.result() for f in [pool.submit(one, n, a) for n, a in cmds]]
 
 
 def report(folder: Path, files: dict[str, Path], seeds: list[int], lrs: list[float],
-           out_dir: Path, results: Path) -> dict:
+           out_dir: Path, results: Path, timing: dict | None = None) -> dict:
     """Best LR per config, FLOPs-to-target ratios vs scratch per seed, mean and range."""
     from logah.report.compare import compare, load_runs
 
@@ -129,7 +156,8 @@ def report(folder: Path, files: dict[str, Path], seeds: list[int], lrs: list[flo
                      "flops_ratio": ratios, "reached": f"{len(got)}/{len(seeds)}",
                      "flops_ratio_mean": statistics.mean(got) if got else None,
                      "flops_ratio_range": [min(got), max(got)] if got else None}
-    out = {"experiment": folder.name, "seeds": seeds, "lrs": lrs, "arms": rows}
+    out = {"experiment": folder.name, "seeds": seeds, "lrs": lrs,
+           "unigram_val_nats": unigram_line(files[SCRATCH]), "arms": rows, "timing": timing or {}}
     dest = results / folder.name
     dest.mkdir(parents=True, exist_ok=True)
     atomic_write_text(dest / "results.json", json.dumps(out, indent=2) + "\n")
@@ -147,6 +175,9 @@ def table(out: dict) -> str:
             f"{r['flops_ratio_mean']:.3f} [{r['flops_ratio_range'][0]:.3f}, "
             f"{r['flops_ratio_range'][1]:.3f}]")
         lines.append(f"| {lab} | {r['best_lr']:g} | {loss} | {ratio} | {r['reached']} |")
+    if out.get("unigram_val_nats") is not None:
+        lines.append(f"\nUnigram line (cross-entropy of the validation split under the training "
+                     f"split's unigram distribution): {out['unigram_val_nats']:.3f} nats.")
     return "\n".join(lines) + "\n"
 
 
@@ -154,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3])
+    ap.add_argument("--lrs", type=float, nargs="+", default=[3e-3, 1e-2])
+    ap.add_argument("--jobs", type=int, default=1, help="runs at once, cpus/JOBS threads each")
     ap.add_argument("--out-dir", type=Path, default=Path("runs/experiments"))
     ap.add_argument("--results", type=Path, default=Path("experiments/results"))
     ap.add_argument("--arms", nargs="+", help="only these finetune-<label>.yaml (scratch always)")
@@ -167,9 +199,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"budget: {budget:.4g} training FLOPs per run ("
           + ", ".join(f"{k}: {c.trainer.max_steps} steps" for k, c in cfgs.items()) + ")")
-    run_all(args.folder, files, args.seeds, args.lrs, args.out_dir, args.dry_run)
+    t0, load0 = time.perf_counter(), os.getloadavg()
+    try:
+        runs = run_all(args.folder, files, args.seeds, args.lrs, args.out_dir, args.dry_run,
+                       args.jobs)
+    except LogahError as e:
+        print(f"error: {e}; rerun the same command to continue", file=sys.stderr)
+        return 1
     if not args.dry_run:
-        report(args.folder, files, args.seeds, args.lrs, args.out_dir, args.results)
+        timing = {"command": " ".join(sys.argv), "jobs": args.jobs, "cpus": os.cpu_count(),
+                  "wall_s": round(time.perf_counter() - t0, 1),
+                  "load_avg_1_5_15_start": [round(x, 2) for x in load0],
+                  "load_avg_1_5_15_end": [round(x, 2) for x in os.getloadavg()],
+                  "date": time.strftime("%Y-%m-%d %H:%M"), "runs": runs}
+        report(args.folder, files, args.seeds, args.lrs, args.out_dir, args.results, timing)
     return 0
 
 
