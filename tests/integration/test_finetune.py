@@ -157,3 +157,19 @@ def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path, capsys, extra,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and culprit in err[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_ending_between_validations_is_validated_at_its_last_step(tmp_path, capsys):
+    """25 steps, validation every 10: in-fit validations at 9 and 19, then one of the final
+    weights (a FLOPs-matched schedule's step count is rarely a multiple of the interval)."""
+    root = write_text_data(tmp_path / "data")
+    args = text_overrides(root, tmp_path / "runs", name="odd", steps=25)
+    assert main(["finetune", *args]) == 0
+    run = tmp_path / "runs" / "finetune" / "odd"
+    steps = sorted(s for s, _ in read_scalars(run)["val/loss"])
+    assert steps == [0, 9, 19, 24]  # Lightning's convention: N-1 after N steps
+    final = dict(read_scalars(run)["val/loss"])[steps[3]]
+    assert final < dict(read_scalars(run)["val/loss"])[0]
+    # a rerun of the finished run trains nothing and adds no validation
+    assert main(["finetune", *args]) == 0
+    assert sorted(s for s, _ in read_scalars(run)["val/loss"]) == steps

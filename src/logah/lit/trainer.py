@@ -224,10 +224,28 @@ def build_trainer(
         raise ConfigError(f"trainer: {str(e).strip().splitlines()[0]}") from None
 
 
+class _LastValidation(L.Callback):
+    """Whether a fit trained any step, and the step of its last validation."""
+
+    def __init__(self) -> None:
+        self.trained, self.step = False, None
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.trained = True
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.step = trainer.global_step
+
+
 def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, *,
         cfg: TrainerConfig, seed: int, ckpt_path: Optional[str] = None) -> None:
     """Seed, validate at step 0 when ``cfg.val_at_start`` (fresh runs only: the curves then start
-    at the initialisation's own value), re-seed so training does not depend on that choice, fit.
+    at the initialisation's own value), re-seed so training does not depend on that choice, fit;
+    then validate once more when training ended between two validations (``max_steps`` not a
+    multiple of ``val_check_interval``, or a time limit), so a run's final value is that of its
+    final weights (a FLOPs-matched schedule of 1,790 steps validated every 150 would otherwise
+    end its curve 140 steps early).
     """
     if cfg.val_at_start and ckpt_path is None and cfg.limit_val_batches > 0:
         L.seed_everything(seed, workers=True, verbose=False)
@@ -239,4 +257,18 @@ def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDa
                 m.reset()
     L.seed_everything(seed, workers=True, verbose=False)
     # weights_only: Lightning's own restore cannot run code from the checkpoint either.
+    last = _LastValidation()
+    trainer.callbacks.append(last)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    trainer.callbacks.remove(last)
+    if last.trained and last.step != trainer.global_step and cfg.limit_val_batches > 0 \
+            and not trainer.interrupted:
+        # Logged at the last trained batch's index, as Lightning logs in-fit validation (step
+        # N-1 after N steps): the curve stays on one convention, and a resumed run's new event
+        # file (which purges events from its first step on) keeps this point.
+        loop = trainer.fit_loop.epoch_loop
+        loop._batches_that_stepped -= 1
+        try:
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+        finally:
+            loop._batches_that_stepped += 1
