@@ -1,7 +1,7 @@
 """Progressive growth vs training the final model from scratch, at the same training FLOPs.
 
-    python experiments/progressive.py conf/experiment/cpu-progressive [--seeds 0 1] \
-        [--lrs 3e-3 1e-2] [--jobs 2] [--out-dir runs/experiments] [--results experiments/results] \
+    python experiments/progressive.py conf/experiment/cpu-progressive [--seeds 0 1 2] \
+        [--lrs 1e-3 3e-3 1e-2] [--jobs 2] [--out-dir runs/experiments] [--results experiments/results] \
         [--dry-run]
 
 The folder holds ``finetune-scratch.yaml`` (the final model from scratch: its ``trainer.max_steps``
@@ -184,8 +184,8 @@ def table(out: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--lrs", type=float, nargs="+", default=[3e-3, 1e-2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
     ap.add_argument("--jobs", type=int, default=1, help="runs at once, cpus/JOBS threads each")
     ap.add_argument("--out-dir", type=Path, default=Path("runs/experiments"))
     ap.add_argument("--results", type=Path, default=Path("experiments/results"))
