@@ -190,9 +190,13 @@ def collect_group(exp: Experiment, stages: list[Stage], group: str, results: Pat
 
 def _snippet(data: dict, command: str) -> str:
     m = data["machine"]
+    jobs = max([r.get("jobs", 1) for r in data["stages"]] or [1])
+    ran = [r for r in data["stages"] if not r.get("skipped")]
+    when = (f"{data['this_invocation_wall_s'] / 60:.0f} min wall, {jobs} stage(s) at a time"
+            if len(ran) == len(data["stages"]) else
+            f"stages run over several invocations, {data['stage_wall_s'] / 60:.0f} min wall summed")
     parts = [f"Results of `{command}` ({m['date']}, {m['cpus']} CPU cores, torch {m['torch']}; "
-             f"all stages {data['stage_wall_s'] / 60:.0f} min wall, "
-             f"{data['stage_cpu_s'] / 60:.0f} min CPU; load average at the end "
+             f"{when}; {data['stage_cpu_s'] / 60:.0f} min CPU; 15-min load average at the end "
              f"{m['load_avg_1_5_15'][2]:.1f}).",
              "Protocol: every init is fine-tuned with the same recipe at every learning rate of "
              "the grid and every seed; its best rate is the one with the best mean final "

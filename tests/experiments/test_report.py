@@ -105,8 +105,8 @@ def test_a_failed_cell_does_not_stop_the_others_with_keep_going(finished, tmp_pa
 def test_report_has_the_protocol_table_unigram_line_and_plots(finished, tmp_path):
     exp, stages, out = finished
     res = tmp_path / "res"
-    records = [{"id": s.id, "wall_s": 10.0, "cpu_s": 15.0} for s in stages]
-    write_report([exp], stages, records, res, total_wall=1.0, argv=["run.py"])
+    records = [{"id": s.id, "wall_s": 10.0, "cpu_s": 15.0, "jobs": 2} for s in stages]
+    write_report([exp], stages, records, res, total_wall=300.0, argv=["run.py"])
     data = json.loads((res / "results.json").read_text())
     g = data["groups"]["cpu-brown-gpt2-4x64"]
     rows = {r["label"]: r for r in g["protocol"]["rows"]}
@@ -126,6 +126,8 @@ def test_report_has_the_protocol_table_unigram_line_and_plots(finished, tmp_path
     snippet = (res / "README-snippet.md").read_text()
     assert "target gpt2 4 layers x 64 (4 heads, MLP 256)" in snippet
     assert "logah-t: L <= 3, d <= 56" in snippet
+    # the invocation's own wall time (stages ran two at a time), not the sum of the stages'
+    assert f"5 min wall, 2 stage(s) at a time; {15 * len(stages) / 60:.0f} min CPU" in snippet
     timings = (res / "timings.md").read_text()
     assert f"| **all stages** | **{10 * len(stages)}** | **{15 * len(stages)}** | |" in timings
 
