@@ -68,5 +68,6 @@ experiment-cpu: data data/brown-v4k/meta.json ## fair protocol (7 inits x 2 lrs 
 experiment-cpu-long: data data/brown-v4k/meta.json ## same with 30+ min GHNs and their 5/15/30-min snapshots as inits -> experiments/results-long/
 	EXPERIMENT_COMMAND="make experiment-cpu-long $(ARGS)" $(PY) experiments/run.py conf/experiment/cpu-brown-long conf/experiment/cpu-fashion-mnist-long --results experiments/results-long --keep-going --jobs 2 $(ARGS)
 
-experiment-progressive: data data/brown-v4k/meta.json ## progressive growth vs scratch vs one-shot vs clone/stack at equal FLOPs, 5 arms x 3 lrs x 3 seeds (~100 min on 2 CPUs) -> experiments/results/cpu-progressive
+experiment-progressive: data data/brown-v4k/meta.json ## progressive growth vs scratch vs one-shot vs clone/stack at equal FLOPs, GPT (5 arms) and Llama (scratch vs progressive), 3 lrs x 3 seeds (~140 min on 2 CPUs) -> experiments/results/cpu-progressive[-llama]
 	$(PY) experiments/progressive.py conf/experiment/cpu-progressive --results experiments/results --jobs 2 $(ARGS)
+	$(PY) experiments/progressive.py conf/experiment/cpu-progressive-llama --results experiments/results --jobs 2 $(ARGS)

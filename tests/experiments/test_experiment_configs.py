@@ -36,7 +36,7 @@ def test_every_experiment_file_validates(path):
         cfg.ghn.resolved()
     else:
         assert cfg.init == "random"  # the runner chooses init per run
-    assert spec.family in ("gpt2", "vit")
+    assert spec.family in ("gpt2", "vit", "llama")
 
 
 @pytest.mark.parametrize("exp_dir", EXP_DIRS, ids=lambda p: p.name)

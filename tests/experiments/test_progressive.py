@@ -100,3 +100,13 @@ def test_tiny_experiment_end_to_end(tmp_path):
     assert len(runs) == 2 and all(r["cpu_s"] > 0 and r["wall_s"] > 0 for r in runs)
     assert (tmp_path / "runs" / "finetune" / f"{runs[0]['run']}.log").stat().st_size > 0
     assert (results / "exp" / "table.md").read_text().startswith("| arm | best lr |")
+
+
+def test_shipped_llama_arm_is_flops_matched_and_grows_to_the_scratch_model():
+    files, cfgs, _ = load(ROOT / "conf" / "experiment" / "cpu-progressive-llama")
+    assert set(files) == {"scratch", "progressive"}
+    final = segments(cfgs["progressive"])[-1][1]
+    scratch = resolve_spec(cfgs["scratch"].model)
+    assert final.family == scratch.family == "llama"
+    assert (final.n_layer, final.d_model, final.d_mlp, final.n_kv_heads) == \
+        (scratch.n_layer, scratch.d_model, scratch.d_mlp, scratch.n_kv_heads)
