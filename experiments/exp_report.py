@@ -93,8 +93,11 @@ def ghn_length_points(index: Path, proto: Protocol, ghn: str) -> list[dict]:
             continue
         saved = [b - s for b, s in zip(base.steps, row.steps) if b is not None and s is not None]
         full = len(saved) == len(row.steps)
+        # the other half of the answer when a seed never gets there: how far behind (or ahead)
+        # of tuned random the init ends (mean final val/loss difference at each best rate)
+        gap = (row.final[0] - base.final[0]) if None not in (row.final[0], base.final[0]) else None
         points.append({"label": label, "minutes": e["elapsed_s"] / 60, "ghn_step": e["step"],
-                       "steps_saved": saved if full else None,
+                       "final_gap": gap, "steps_saved": saved if full else None,
                        "mean": statistics.fmean(saved) if full else None,
                        "sd": (statistics.stdev(saved) if len(saved) > 1 else 0.0) if full else None,
                        "speedup": row.speedup})
@@ -109,7 +112,7 @@ def plot_ghn_length(points: list[dict], dest: Path, title: str) -> None:
 
     from logah.utils.fs import atomic_path
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
     try:
         got = [p for p in points if p["mean"] is not None]
         ax.errorbar([p["minutes"] for p in got], [p["mean"] for p in got],
@@ -122,6 +125,12 @@ def plot_ghn_length(points: list[dict], dest: Path, title: str) -> None:
         ax.set_xlabel("GHN training minutes (this machine)")
         ax.set_ylabel("fine-tuning steps saved vs tuned random")
         ax.grid(True, alpha=0.3)
+        gaps = [p for p in points if p.get("final_gap") is not None]
+        ax2.plot([p["minutes"] for p in gaps], [p["final_gap"] for p in gaps], marker="o")
+        ax2.axhline(0, color="grey", linewidth=1)
+        ax2.set_xlabel("GHN training minutes (this machine)")
+        ax2.set_ylabel("final val/loss minus tuned random's (< 0: better)")
+        ax2.grid(True, alpha=0.3)
         ax.set_title(title, fontsize=9)
         fig.tight_layout()
         with atomic_path(dest) as tmp:
@@ -216,8 +225,11 @@ def _snippet(data: dict, command: str) -> str:
             parts += [g["table"], f"![{group}]({_rel(g['plot'])})", ""]
         for ghn, c in g.get("ghn_length", {}).items():
             pts = ", ".join(f"{p['minutes']:.0f} min: " + ("not reached" if p["mean"] is None
-                            else f"{p['mean']:.0f} ± {p['sd']:.0f}") for p in c["points"])
-            parts += [f"Steps saved by {ghn} vs its training length: {pts}.",
+                            else f"{p['mean']:.0f} ± {p['sd']:.0f}")
+                            + ("" if p.get("final_gap") is None
+                               else f" (final loss {p['final_gap']:+.3f})") for p in c["points"])
+            parts += [f"Steps saved by {ghn} vs its training length, and its final val/loss "
+                      f"minus tuned random's: {pts}.",
                       f"![{group} {ghn}]({_rel(c['plot'])})", ""]
         if g["missing_cells"]:
             parts += [f"Missing cells ({len(g['missing_cells'])}; their inits are left out): "

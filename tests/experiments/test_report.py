@@ -211,5 +211,7 @@ def test_steps_saved_vs_ghn_training_minutes(tmp_path):
     assert points[0]["minutes"] == pytest.approx(301 / 60) and points[0]["mean"] is None
     assert points[1]["steps_saved"] == pytest.approx([400 - 200, 400 - (200 + 50 / 0.7)])
     assert points[2]["steps_saved"] == pytest.approx([300, 300]) and points[2]["sd"] == 0.0
+    # final loss against tuned random's (5.0 on both seeds): 5.2 behind, then 4.3 and 4.0 ahead
+    assert [p["final_gap"] for p in points] == pytest.approx([0.2, -0.7, -1.0])
     plot_ghn_length(points, tmp_path / "curve.png", "t")
     assert (tmp_path / "curve.png").stat().st_size > 5_000
