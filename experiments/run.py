@@ -11,7 +11,8 @@ stage whose marker matches and whose output still exists, and an interrupted sta
 its own ``last.ckpt`` (the commands resume by themselves). ``--jobs N`` runs up to N stages at
 once, each as soon as the stages it reads from have finished, with ``cpus / N`` torch threads each
 and its output in ``{out_dir}/.stages/<id>.log`` (small models scale badly over threads: two
-one-thread stages on 2 cores finish far sooner than one two-thread stage after another). So rerunning the same command runs only
+one-thread stages on 2 cores finish far sooner than one two-thread stage after another). So
+rerunning the same command runs only
 the cells that failed or are missing; ``--only GLOB`` restricts a run to matching stage ids. With
 ``--keep-going`` a failed stage does not stop the others. At the end each target's cells are
 compared by the fair protocol (:mod:`logah.report.protocol`) into ``{results}/{experiment}-{target}/``
@@ -188,7 +189,7 @@ def run_all(stages: list[Stage], out_dir: Path, dry_run: bool, keep_going: bool,
                 failed.append(s.id)
                 print(f"[failed] {s.id}: an upstream stage failed", file=sys.stderr, flush=True)
             ready = [s for s in pending if not needs[s.id] - set(records)]
-            if not (keep_going or not failed):
+            if failed and not keep_going:
                 ready = []  # stop starting stages; let the running ones finish
             for s in ready[:max(1, jobs) - len(running)]:
                 pending.remove(s)

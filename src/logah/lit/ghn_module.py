@@ -131,7 +131,6 @@ class GHNModule(L.LightningModule):
         self._val: Optional[HeldoutTally] = None
         self._t_last: Optional[float] = None
         self.heldout_report: list[dict[str, Any]] = []
-        self.report_step = -1  # global step of the last held-out report
 
     # ---- the step ---------------------------------------------------------------------------
     def target(self, spec: ModelSpec) -> nn.Module:
@@ -302,7 +301,6 @@ class GHNModule(L.LightningModule):
         if self.trainer.sanity_checking:
             self._val = None
             return
-        self.report_step = int(self.global_step)
         self.heldout_report = [
             dict(kind=kind, n_layer=s.n_layer, d_model=s.d_model, n_heads=s.n_heads,
                  num_params=int(n), zero_shot_loss=float(loss[0, i]),

@@ -63,14 +63,13 @@ def _trainer_args(cfg: TrainGHNConfig, overrides: dict[str, Any]) -> dict[str, A
     return overrides
 
 
-def _final_heldout(trainer: L.Trainer, module: GHNModule, archs: Any, run: Run) -> None:
-    """Validate at the last step if the last validation was earlier; rank 0 writes heldout.json."""
+def _final_heldout(trainer: L.Trainer, module: GHNModule, run: Run) -> None:
+    """Rank 0 writes heldout.json: the held-out numbers of the last validation, which
+    :func:`logah.lit.trainer.fit` runs at the final step however training stopped."""
     cfg = run.cfg
     if 0 < trainer.global_step < trainer.max_steps:
         say(f"train-ghn: stopped at step {trainer.global_step} of {trainer.max_steps} "
             f"(max_minutes={cfg.max_minutes})")
-    if cfg.trainer.limit_val_batches > 0 and module.report_step != trainer.global_step:
-        trainer.validate(module, datamodule=archs, verbose=False)  # the final held-out numbers
     if trainer.is_global_zero and module.heldout_report:
         from logah.utils.fs import atomic_write_text
 
@@ -115,5 +114,5 @@ def train_ghn(cfg: TrainGHNConfig, *, datamodule: Optional[L.LightningDataModule
         f"architectures: {len(archs.train_specs) or 'online'} training, "
         f"{len(archs.heldout)} held out; run folder {run.folder}")
     run.fit(trainer, module, archs)
-    _final_heldout(trainer, module, archs, run)
+    _final_heldout(trainer, module, run)
     return TrainGHNResult(**run.result(trainer), heldout=module.heldout_report)
