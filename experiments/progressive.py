@@ -139,8 +139,9 @@ def report(folder: Path, files: dict[str, Path], seeds: list[int], lrs: list[flo
             for lab in files for lr in lrs for s in seeds}
     loaded = {k: load_runs([p])[0] for k, p in runs.items()}
     final = {k: r.curve("val/loss")[1][-1] for k, r in loaded.items()}
-    best_lr = {lab: min(lrs, key=lambda lr: statistics.mean(final[(lab, lr, s)] for s in seeds))
-               for lab in files}
+    grid = {lab: {lr: statistics.mean(final[(lab, lr, s)] for s in seeds) for lr in lrs}
+            for lab in files}  # mean final val/loss per rate: shows whether the best is an edge
+    best_lr = {lab: min(lrs, key=grid[lab].__getitem__) for lab in files}
     rows = {}
     for lab in files:
         ratios, losses = [], []
@@ -152,7 +153,8 @@ def report(folder: Path, files: dict[str, Path], seeds: list[int], lrs: list[flo
             ratios.append(None if r is None or not b else r / b)
             losses.append(final[(lab, best_lr[lab], s)])
         got = [x for x in ratios if x is not None]
-        rows[lab] = {"best_lr": best_lr[lab], "final_val_loss": losses,
+        rows[lab] = {"best_lr": best_lr[lab], "grid": {f"{lr:g}": v for lr, v in grid[lab].items()},
+                     "final_val_loss": losses,
                      "flops_ratio": ratios, "reached": f"{len(got)}/{len(seeds)}",
                      "flops_ratio_mean": statistics.mean(got) if got else None,
                      "flops_ratio_range": [min(got), max(got)] if got else None}
@@ -167,14 +169,17 @@ def report(folder: Path, files: dict[str, Path], seeds: list[int], lrs: list[flo
 
 
 def table(out: dict) -> str:
-    lines = ["| arm | best lr | final val/loss (per seed) | FLOPs to scratch's final loss, "
-             "x scratch (mean [range]) | reached |", "|---|---|---|---|---|"]
+    lines = ["| arm | best lr (grid: mean final) | final val/loss (per seed) | FLOPs to scratch's "
+             "final loss, x scratch (mean [range]) | reached |", "|---|---|---|---|---|"]
     for lab, r in out["arms"].items():
         loss = ", ".join(f"{v:.4f}" for v in r["final_val_loss"])
         ratio = "-" if r["flops_ratio_mean"] is None else (
             f"{r['flops_ratio_mean']:.3f} [{r['flops_ratio_range'][0]:.3f}, "
             f"{r['flops_ratio_range'][1]:.3f}]")
-        lines.append(f"| {lab} | {r['best_lr']:g} | {loss} | {ratio} | {r['reached']} |")
+        lr = f"{r['best_lr']:g}"
+        if r.get("grid"):  # results written before the grid was recorded have none
+            lr += " (" + ", ".join(f"{k}: {v:.3f}" for k, v in r["grid"].items()) + ")"
+        lines.append(f"| {lab} | {lr} | {loss} | {ratio} | {r['reached']} |")
     if out.get("unigram_val_nats") is not None:
         lines.append(f"\nUnigram line (cross-entropy of the validation split under the training "
                      f"split's unigram distribution): {out['unigram_val_nats']:.3f} nats.")

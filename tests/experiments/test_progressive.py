@@ -57,12 +57,13 @@ def test_table_formats_ratios():
     out = {"arms": {"scratch": {"best_lr": 0.003, "final_val_loss": [6.1, 6.2],
                                 "flops_ratio_mean": 1.0, "flops_ratio_range": [1.0, 1.0],
                                 "reached": "2/2"},
-                    "progressive": {"best_lr": 0.001, "final_val_loss": [6.0, 6.3],
+                    "progressive": {"best_lr": 0.001, "grid": {"0.001": 6.15, "0.003": 6.2},
+                                    "final_val_loss": [6.0, 6.3],
                                     "flops_ratio_mean": None, "flops_ratio_range": None,
                                     "reached": "0/2"}}}
     lines = table(out).splitlines()
     assert lines[2] == "| scratch | 0.003 | 6.1000, 6.2000 | 1.000 [1.000, 1.000] | 2/2 |"
-    assert lines[3].endswith("| - | 0/2 |")
+    assert lines[3] == "| progressive | 0.001 (0.001: 6.150, 0.003: 6.200) | 6.0000, 6.3000 | - | 0/2 |"
 
 
 @pytest.mark.slow
@@ -99,7 +100,9 @@ def test_tiny_experiment_end_to_end(tmp_path):
     runs = out["timing"]["runs"]  # two runs side by side, each timed from its own wait4
     assert len(runs) == 2 and all(r["cpu_s"] > 0 and r["wall_s"] > 0 for r in runs)
     assert (tmp_path / "runs" / "finetune" / f"{runs[0]['run']}.log").stat().st_size > 0
-    assert (results / "exp" / "table.md").read_text().startswith("| arm | best lr |")
+    assert out["arms"]["progressive"]["grid"] == {
+        "0.01": pytest.approx(out["arms"]["progressive"]["final_val_loss"][0])}
+    assert (results / "exp" / "table.md").read_text().startswith("| arm | best lr (grid")
 
 
 def test_shipped_llama_arm_is_flops_matched_and_grows_to_the_scratch_model():
