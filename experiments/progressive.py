@@ -134,14 +134,18 @@ def report(folder: Path, files: dict[str, Path], seeds: list[int], lrs: list[flo
            out_dir: Path, results: Path, timing: dict | None = None) -> dict:
     """Best LR per config, FLOPs-to-target ratios vs scratch per seed, mean and range."""
     from logah.report.compare import compare, load_runs
+    from logah.report.protocol import Cell, select_lr
 
     runs = {(lab, lr, s): out_dir / "finetune" / run_name(folder.name, lab, lr, s)
             for lab in files for lr in lrs for s in seeds}
     loaded = {k: load_runs([p])[0] for k, p in runs.items()}
     final = {k: r.curve("val/loss")[1][-1] for k, r in loaded.items()}
-    grid = {lab: {lr: statistics.mean(final[(lab, lr, s)] for s in seeds) for lr in lrs}
-            for lab in files}  # mean final val/loss per rate: shows whether the best is an edge
-    best_lr = {lab: min(lrs, key=grid[lab].__getitem__) for lab in files}
+    # the fair protocol's rule (best mean final val/loss over seeds; a diverged run ranks last)
+    # and each rate's mean, which shows whether the best rate is an edge of the grid
+    picked = {lab: select_lr([Cell(lab, lr, s, r.path, r.scalars)
+                              for (arm, lr, s), r in loaded.items() if arm == lab])
+              for lab in files}
+    best_lr = {lab: best for lab, (best, _) in picked.items()}
     rows = {}
     for lab in files:
         ratios, losses = [], []
@@ -153,7 +157,8 @@ def report(folder: Path, files: dict[str, Path], seeds: list[int], lrs: list[flo
             ratios.append(None if r is None or not b else r / b)
             losses.append(final[(lab, best_lr[lab], s)])
         got = [x for x in ratios if x is not None]
-        rows[lab] = {"best_lr": best_lr[lab], "grid": {f"{lr:g}": v for lr, v in grid[lab].items()},
+        rows[lab] = {"best_lr": best_lr[lab],
+                     "grid": {f"{lr:g}": v for lr, v in picked[lab][1].items()},
                      "final_val_loss": losses,
                      "flops_ratio": ratios, "reached": f"{len(got)}/{len(seeds)}",
                      "flops_ratio_mean": statistics.mean(got) if got else None,

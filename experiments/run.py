@@ -12,8 +12,8 @@ its own ``last.ckpt`` (the commands resume by themselves). ``--jobs N`` runs up 
 once, each as soon as the stages it reads from have finished, with ``cpus / N`` torch threads each
 and its output in ``{out_dir}/.stages/<id>.log`` (small models scale badly over threads: two
 one-thread stages on 2 cores finish far sooner than one two-thread stage after another). So
-rerunning the same command runs only
-the cells that failed or are missing; ``--only GLOB`` restricts a run to matching stage ids. With
+rerunning the same command runs only the cells that failed or are missing; ``--only GLOB``
+restricts a run to matching stage ids. With
 ``--keep-going`` a failed stage does not stop the others. At the end each target's cells are
 compared by the fair protocol (:mod:`logah.report.protocol`) into ``{results}/{experiment}-{target}/``
 and the summary, ``{results}/README-snippet.md``, ``results.json`` and ``timings.md`` are written
