@@ -8,7 +8,7 @@ from logah.config import ConfigError, load_config
 from logah.config.arch import ArchDataConfig, ArchSpaceConfig
 from logah.config.checked import Checked
 from logah.config.ghn import GHNConfig
-from logah.config.runs import FinetuneConfig, TrainGHNConfig
+from logah.config.runs import FinetuneConfig, InitOptions, TrainGHNConfig
 from logah.config.specs import ModelSpec
 from logah.config.train import OptimConfig, TrainerConfig
 
@@ -23,6 +23,9 @@ from logah.config.train import OptimConfig, TrainerConfig
     (lambda: GHNConfig(hid=30), "ghn.hid: 30 is not divisible by ghn.heads=8"),
     (lambda: GHNConfig(preset="nope"), "ghn.preset: 'nope' is not one of: logah-t"),
     (lambda: FinetuneConfig(label_smoothing=1.0), r"label_smoothing: must be in \[0, 1\)"),
+    (lambda: FinetuneConfig(init="random", init_opts=InitOptions(ghn_keep=["wte.*"])),
+     "init_opts.ghn_keep: applies to init=ghn:CKPT only, got init=random"),
+    (lambda: InitOptions(ghn_keep=[""]), "init_opts.ghn_keep: expected parameter-name globs"),
     (lambda: TrainGHNConfig(max_minutes=0), "max_minutes: must be > 0, got 0"),
     (lambda: ModelSpec("bert", 1, 8, 1, 8, 8, 32), "model.family: 'bert' is not one of: gpt2"),
 ])

@@ -50,6 +50,8 @@ def test_mimetic_and_inline_ghn(small, tmp_path):
     (["init=stack:SRC", "init_opts.noise=-1"], "init_opts.noise"),
     (["init=grow:/nonexistent/w"], "/nonexistent/w"),
     (["init=ghn:/nonexistent/ghn.ckpt"], "/nonexistent/ghn.ckpt"),
+    (["init=ghn:random:logah-t", "init_opts.ghn_keep=[tok.*]"], "'tok.*' matches no parameter"),
+    (["init=mimetic", "init_opts.ghn_keep=[wte.*]"], "applies to init=ghn:CKPT only"),
 ])
 def test_bad_baseline_input_is_one_error_line(small, tmp_path, capsys, extra, culprit):
     root, src = small

@@ -205,3 +205,23 @@ def test_ghn_init_equals_logah_predict(tmp_path):
     ref = build_target(spec, parse_init(f"weights:{tmp_path / 'p'}"), seed=5)
     for (n, p), q in zip(model.named_parameters(), ref.parameters()):
         assert torch.equal(p, q), n
+
+
+def test_ghn_keep_keeps_the_ordinary_init_of_matching_params_only():
+    """``init_opts.ghn_keep``: matching parameters hold the seeded ordinary init, the rest the
+    prediction, bit for bit; a glob that matches nothing is one error naming it."""
+    from logah.config.runs import InitOptions
+
+    init = parse_init("ghn:random:logah-t")
+    spec = SMALL.replace(n_layer=1)
+    predicted = dict(build_target(spec, init, seed=0).named_parameters())
+    ordinary = dict(build_target(spec, InitChoice("random"), seed=0).named_parameters())
+    mixed = build_target(spec, init, seed=0, opts=InitOptions(ghn_keep=["wte.*", "*.ln_1.*"]))
+    kept = set()
+    for n, p in mixed.named_parameters():
+        ref = ordinary[n] if n == "wte.weight" or ".ln_1." in n else predicted[n]
+        assert torch.equal(p, ref), n
+        kept |= {n} if torch.equal(p, ordinary[n]) and not torch.equal(p, predicted[n]) else set()
+    assert {"wte.weight", "blocks.0.ln_1.weight"} <= kept
+    with pytest.raises(ConfigError, match=r"init_opts.ghn_keep: 'tok_emb\.\*' matches no parameter"):
+        build_target(spec, init, seed=0, opts=InitOptions(ghn_keep=["tok_emb.*"]))

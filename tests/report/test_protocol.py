@@ -139,7 +139,7 @@ def test_compare_grid_cli_and_errors(tmp_path, capsys):
         runs.append(str(run))
     out = tmp_path / "out"
     assert main(["compare", *runs, "--grid", "--out", str(out), "--line", "unigram=5.5",
-                 "--label", f"{runs[4]}=mim", f"{runs[5]}=mim"]) == 0
+                 "--label", f"{runs[4]}=mim", "--label", f"{runs[5]}=mim"]) == 0
     data = json.loads((out / "protocol.json").read_text())
     rows = {r["label"]: r for r in data["rows"]}
     assert rows["random"]["best_lr"] == 1e-3

@@ -24,6 +24,9 @@ class InitOptions(Checked):
     noise: float = 0.0  # hyperclone/stack: zero-sum symmetry-breaking noise (relative std)
     mimetic: list = field(default_factory=lambda: [0.7, 0.7, 0.4, 0.4])  # a1, b1, a2, b2
     ghn_device: str = "cpu"  # ghn:CKPT: the device the hypernetwork predicts on
+    # ghn:CKPT: parameter-name globs (fnmatch, e.g. ["wte.*"]) that keep the ordinary seeded init
+    # instead of the prediction: predict the blocks, keep e.g. the token table random
+    ghn_keep: list = field(default_factory=list)
 
     def check(self) -> None:
         if self.noise < 0:
@@ -31,6 +34,9 @@ class InitOptions(Checked):
         if len(self.mimetic) != 4:
             raise ConfigError("init_opts.mimetic: expected [alpha_1, beta_1, alpha_2, beta_2], "
                               f"got {list(self.mimetic)}")
+        bad = [g for g in self.ghn_keep if not isinstance(g, str) or not g.strip()]
+        if bad:
+            raise ConfigError(f"init_opts.ghn_keep: expected parameter-name globs, got {bad[0]!r}")
 
 
 @dataclass
@@ -65,6 +71,9 @@ class FinetuneConfig(Checked):
         # Whether the model is an image classifier is known once the init is resolved (an
         # adopted weights spec may change the family): checked by logah.lit.finetune.
         _check_label_smoothing(self.label_smoothing)
+        if self.init_opts.ghn_keep and not str(self.init).strip().startswith("ghn:"):
+            raise ConfigError(f"init_opts.ghn_keep: applies to init=ghn:CKPT only, got "
+                              f"init={self.init}")
 
 
 @dataclass

@@ -16,7 +16,8 @@
                        when ``model.*`` is wider (:func:`logah.grow.clone.stack_to`)
 ``ghn:CKPT``           predicted by a GHN (``logah train-ghn`` checkpoint, GHN directory,
                        ``pretrained:NAME`` or ``random:<preset>``), inline and in place
-                       (:func:`logah.ghn.apply.init_from_ghn`): no ``logah predict`` step
+                       (:func:`logah.ghn.apply.init_from_ghn`): no ``logah predict`` step;
+                       ``init_opts.ghn_keep`` globs keep those parameters' ordinary init
 =====================  =====================================================================
 
 ``weights:PATH`` accepts a ``.safetensors`` file, a logah weights directory (``model.safetensors``
@@ -176,6 +177,23 @@ def derive(kind: str, src: ModelSpec, state: dict, target: ModelSpec, opts: Init
     return stack_to(src, state, target, noise=noise, seed=seed)
 
 
+def _kept_params(model, globs: list) -> dict:
+    """Copies of the parameters whose names match one of ``globs`` (``init_opts.ghn_keep``).
+
+    Raises:
+        ConfigError: a glob that matches no parameter (naming it and a few real names).
+    """
+    from fnmatch import fnmatchcase
+
+    names = [n for n, _ in model.named_parameters()]
+    for g in globs:
+        if not any(fnmatchcase(n, g) for n in names):
+            raise ConfigError(f"init_opts.ghn_keep: {g!r} matches no parameter of the model "
+                              f"(names look like {', '.join(names[:3])}, ...)")
+    return {n: p.detach().clone() for n, p in model.named_parameters()
+            if any(fnmatchcase(n, g) for g in globs)}
+
+
 def model_config_for(spec: ModelSpec) -> ModelConfig:
     """A :class:`ModelConfig` that resolves to ``spec`` (every field explicit), so a run's saved
     ``config.yaml`` records an adopted spec and re-running it rebuilds the same model."""
@@ -219,7 +237,12 @@ def build_target(spec: ModelSpec, init: InitChoice, seed: int, load_weights: boo
         from logah.ghn.apply import init_from_ghn
         from logah.ghn.io import load_ghn
 
+        kept = _kept_params(model, opts.ghn_keep)  # {name: ordinary init}, checked before predicting
         init_from_ghn(model, load_ghn(str(init.path), map_location=opts.ghn_device))
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if n in kept:
+                    p.copy_(kept[n])
         return model
     src = source_spec(init)
     raw = load_state(init.path)
