@@ -38,10 +38,12 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "spread over seeds, steps/FLOPs to the tuned baseline's final value; the "
                    "baseline is the init label given by --baseline (default: random); the x "
                    "axis is steps, FLOPs are a column")
-    p.add_argument("--label", dest="labels", nargs="+", action="extend", default=[], metavar="RUN_DIR=LABEL",
+    p.add_argument("--label", dest="labels", nargs="+", action="extend", default=[],
+                   metavar="RUN_DIR=LABEL",
                    help="--grid: the init label of a run (default: from its init, e.g. "
                    "ghn:<train-ghn run name>); repeatable")
-    p.add_argument("--line", dest="lines", nargs="+", action="extend", default=[], metavar="NAME=VALUE",
+    p.add_argument("--line", dest="lines", nargs="+", action="extend", default=[],
+                   metavar="NAME=VALUE",
                    help="--grid: a reference value drawn and tabulated, e.g. unigram=5.642")
     p.set_defaults(func=run)
     return p

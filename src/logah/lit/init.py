@@ -185,12 +185,12 @@ def _kept_params(model, globs: list) -> dict:
     """
     from fnmatch import fnmatchcase
 
-    names = [n for n, _ in model.named_parameters()]
+    params = dict(model.named_parameters())
     for g in globs:
-        if not any(fnmatchcase(n, g) for n in names):
+        if not any(fnmatchcase(n, g) for n in params):
             raise ConfigError(f"init_opts.ghn_keep: {g!r} matches no parameter of the model "
-                              f"(names look like {', '.join(names[:3])}, ...)")
-    return {n: p.detach().clone() for n, p in model.named_parameters()
+                              f"(names look like {', '.join(list(params)[:3])}, ...)")
+    return {n: p.detach().clone() for n, p in params.items()
             if any(fnmatchcase(n, g) for g in globs)}
 
 
@@ -237,12 +237,11 @@ def build_target(spec: ModelSpec, init: InitChoice, seed: int, load_weights: boo
         from logah.ghn.apply import init_from_ghn
         from logah.ghn.io import load_ghn
 
-        kept = _kept_params(model, opts.ghn_keep)  # {name: ordinary init}, checked before predicting
+        kept = _kept_params(model, opts.ghn_keep)  # {name: ordinary init}, checked first
         init_from_ghn(model, load_ghn(str(init.path), map_location=opts.ghn_device))
         with torch.no_grad():
-            for n, p in model.named_parameters():
-                if n in kept:
-                    p.copy_(kept[n])
+            for n, value in kept.items():
+                model.get_parameter(n).copy_(value)
         return model
     src = source_spec(init)
     raw = load_state(init.path)
